@@ -1,0 +1,386 @@
+"""The shared path of every prompt source: parse in DuckDB, validate, dedup, append one batch.
+
+A format module turns its file into a DuckDB ``SELECT`` with normalised columns (see
+`SourceQuery`); this module adds the uuid5, the cleaned text and the flags in SQL, streams
+Arrow batches out, validates each row in Python (with the file and row named in any error),
+drops prompts already in the lake or already seen in the file, and appends the rest to the
+``prompts`` table as one batch. Any error before the end commits nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import InputError
+from ..schema import NSFW_LABELS, PROMPTS_SCHEMA
+from .clean import clean_sql, finish_clean, flags_sql, sha1_sql, uuid5_sql
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from ..lake import Lake
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+DEFAULT_MAX_PROMPT_CHARS = 100_000
+BATCH_ROWS = 65_536
+MAX_REPORTED = 1000
+
+
+@dataclass
+class IngestOptions:
+    source: str | None = None
+    prompt_column: str | None = None
+    time_column: str | None = None
+    time_format: str | None = None
+    uuid_column: str | None = None
+    id_column: str | None = None
+    skip_bad: bool = False
+    strict_columns: bool = False
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
+    dry_run: bool = False
+    # embeddings (HDF5)
+    column: str = "embedding"
+    dtype: str = "float32"
+    model: str | None = None
+    chunk_rows: int = 8192
+    extra: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[int, int | None], None] | None = None  # (done_units, total_units)
+
+
+@dataclass
+class IngestReport:
+    path: str
+    format: str
+    batch_id: str | None = None
+    rows_read: int = 0
+    rows_added: int = 0
+    rows_updated: int = 0
+    already_in_lake: int = 0
+    duplicates_in_file: int = 0
+    uuid_mismatches: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    skipped_total: int = 0
+    unknown_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    def skip(self, row: int | None, reason: str, **more: Any) -> None:
+        self.skipped_total += 1
+        if len(self.skipped) < MAX_REPORTED:
+            self.skipped.append({"row": row, "reason": reason, **more})
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "rows_read": self.rows_read,
+            "rows_added": self.rows_added,
+            "rows_updated": self.rows_updated,
+            "already_in_lake": self.already_in_lake,
+            "duplicates_in_file": self.duplicates_in_file,
+            "uuid_mismatches": self.uuid_mismatches,
+            "skipped": self.skipped_total,
+            "skipped_rows": self.skipped[:100],
+            "unknown_columns": self.unknown_columns,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"path": self.path, "format": self.format, "batch_id": self.batch_id,
+             **self.counts(), "seconds": round(self.seconds, 3), "notes": self.notes,
+             "dry_run": self.dry_run}
+        d["skipped_rows"] = self.skipped
+        return d
+
+
+@dataclass
+class SourceQuery:
+    """What a format hands the pipeline.
+
+    ``sql`` selects, per input record: ``_row`` (1-based record number, may be NULL if the
+    format cannot number records), ``prompt``, ``uuid_given``, ``time`` (TIMESTAMP or
+    TIMESTAMPTZ, NULL if absent), ``time_bad`` (a value was given but did not parse),
+    ``source_id``, ``occurrences``, ``extra`` (JSON text or NULL), the six NSFW labels as
+    FLOAT and ``nsfw_bad``, and ``nsfw_model``.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    sql: str
+    source: str
+    aggregate: bool = False  # group records by uuid (earliest time wins, occurrences counted)
+    total_bytes: int | None = None
+    error_hint: Callable[[Exception], InputError] | None = None
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            buf = fh.read(chunk)
+            if not buf:
+                break
+            h.update(buf)
+    return h.hexdigest()
+
+
+def _full_sql(q: SourceQuery) -> str:
+    inner = f"SELECT *, {sha1_sql('prompt')} AS _h FROM ({q.sql}) AS src"
+    keyed = (
+        f"SELECT * EXCLUDE (_h), coalesce(uuid_given, {uuid5_sql('_h')}) AS _key, "
+        f"{uuid5_sql('_h')} AS uuid5 FROM ({inner}) AS h"
+    )
+    if q.aggregate:
+        nsfw = ", ".join(f"arg_min({lab}, _ord) AS {lab}" for lab in NSFW_LABELS)
+        keyed = (
+            "SELECT min(_row) AS _row, arg_min(prompt, _ord) AS prompt, "
+            "arg_min(uuid_given, _ord) AS uuid_given, min(time) AS time, "
+            "bool_or(time_bad) AS time_bad, arg_min(source_id, _ord) AS source_id, "
+            "sum(coalesce(occurrences, 1))::BIGINT AS occurrences, arg_min(extra, _ord) AS extra, "
+            f"{nsfw}, bool_or(nsfw_bad) AS nsfw_bad, arg_min(nsfw_model, _ord) AS nsfw_model, "
+            "_key, arg_min(uuid5, _ord) AS uuid5, "
+            "count(DISTINCT prompt) AS _texts "
+            f"FROM (SELECT *, (coalesce(time, TIMESTAMP '9999-12-31'), _row) AS _ord FROM ({keyed}) k) o "
+            "GROUP BY _key ORDER BY _row"
+        )
+    return (
+        f"SELECT *, {clean_sql('prompt')} AS prompt_clean, {flags_sql('prompt')} AS flags "
+        f"FROM ({keyed}) AS k"
+    )
+
+
+def _validate(
+    batch: pa.RecordBatch, first_row: int, path: str, opts: IngestOptions, report: IngestReport
+) -> pa.RecordBatch:
+    """Row checks: raise InputError (or record and drop the row with skip_bad)."""
+    n = batch.num_rows
+    cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+    rows = cols["_row"].to_pylist() if "_row" in cols else [None] * n
+    rows = [r if r is not None else first_row + i for i, r in enumerate(rows)]
+    prompt = cols["prompt"]
+    bad = np.zeros(n, dtype=bool)
+    reasons: dict[int, str] = {}
+
+    def flag(mask: np.ndarray, reason: Callable[[int], str]) -> None:
+        for i in np.flatnonzero(mask & ~bad):
+            reasons[int(i)] = reason(int(i))
+        bad[mask] = True
+
+    lengths = pc.utf8_length(prompt).to_numpy(zero_copy_only=False)
+    is_null = prompt.is_null().to_numpy(zero_copy_only=False)
+    flag(is_null, lambda i: "missing prompt (NULL)")
+    blank = pc.equal(pc.utf8_trim_whitespace(prompt.fill_null("")), "").to_numpy(zero_copy_only=False)
+    flag(blank & ~is_null, lambda i: "empty prompt")
+    lens = np.nan_to_num(lengths.astype("float64"), nan=0)
+    flag(lens > opts.max_prompt_chars,
+         lambda i: f"prompt of {int(lens[i]):,} characters exceeds --max-prompt-chars {opts.max_prompt_chars:,}")
+    if "time_bad" in cols:
+        tb = cols["time_bad"].fill_null(False).to_numpy(zero_copy_only=False)
+        raw = cols["time_raw"].to_pylist() if "time_raw" in cols else None
+        flag(tb, lambda i: f"bad timestamp {raw[i]!r}" if raw else "bad timestamp")
+    if "nsfw_bad" in cols:
+        nb = cols["nsfw_bad"].fill_null(False).to_numpy(zero_copy_only=False)
+        flag(nb, lambda i: "NSFW score is not a number in [0, 1]")
+    if "_texts" in cols:
+        dup = (cols["_texts"].to_numpy(zero_copy_only=False) > 1)
+        flag(dup, lambda i: f"uuid {cols['_key'][i].as_py()} is given to different prompt texts")
+    given = cols["uuid_given"]
+    if given.null_count < n:
+        ok = pc.match_substring_regex(given, UUID_RE.pattern).fill_null(True).to_numpy(zero_copy_only=False)
+        flag(~ok, lambda i: f"malformed uuid {given[i].as_py()!r}")
+
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        if not opts.skip_bad:
+            raise InputError(reasons[first] + " (use --skip-bad to skip bad rows and list them)",
+                             path=path, row=rows[first])
+        for i in np.flatnonzero(bad):
+            report.skip(rows[int(i)], reasons[int(i)])
+        batch = batch.filter(pa.array(~bad))
+    return batch
+
+
+class _Seen:
+    """uuids already in the lake (sorted array) and seen earlier in this file (dict)."""
+
+    def __init__(self, lake_uuids: np.ndarray):
+        self.lake = lake_uuids
+        self.file: dict[str, int] = {}
+
+    def in_lake(self, uuids: np.ndarray) -> np.ndarray:
+        if not len(self.lake):
+            return np.zeros(len(uuids), dtype=bool)
+        pos = np.searchsorted(self.lake, uuids)
+        pos[pos >= len(self.lake)] = 0
+        return self.lake[pos] == uuids
+
+
+def stream_new_rows(
+    lake: Lake, q: SourceQuery, path: str, opts: IngestOptions, report: IngestReport, batch_id: str
+) -> Iterator[pa.RecordBatch]:
+    """The rows of `q` that the lake lacks, validated and shaped as the prompts schema."""
+    import duckdb
+
+    seen = _Seen(lake.uuid_index())
+    sql = _full_sql(q)
+    try:
+        reader = q.con.execute(sql).fetch_record_batch(BATCH_ROWS)
+    except duckdb.Error as exc:
+        raise (q.error_hint(exc) if q.error_hint else InputError(str(exc), path=path)) from exc
+    next_row = 1
+    mismatch_check: list[tuple[str, str, int]] = []
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except duckdb.Error as exc:
+            raise (q.error_hint(exc) if q.error_hint else InputError(str(exc), path=path)) from exc
+        n = batch.num_rows
+        report.rows_read += n
+        first_row = next_row
+        next_row += n
+        batch = _validate(batch, first_row, path, opts, report)
+        if not batch.num_rows:
+            continue
+        cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+        key = cols["_key"]
+        uuids = np.array(key.to_numpy(zero_copy_only=False), dtype="U36")
+        keep = ~seen.in_lake(uuids)
+        report.already_in_lake += int((~keep).sum())
+        # within-file duplicates (only possible when the format does not aggregate)
+        if not q.aggregate:
+            rows = cols["_row"].to_pylist() if "_row" in cols else [None] * len(uuids)
+            prompts = cols["prompt"]
+            for i in np.flatnonzero(keep):
+                u = str(uuids[i])
+                h = hash(prompts[int(i)].as_py())
+                prev = seen.file.get(u)
+                if prev is None:
+                    seen.file[u] = h
+                    continue
+                keep[i] = False
+                if prev != h:
+                    row = rows[int(i)] or first_row + int(i)
+                    msg = f"uuid {u} appears again with a different prompt text"
+                    if not opts.skip_bad:
+                        raise InputError(msg, path=path, row=row)
+                    report.skip(row, msg)
+                else:
+                    report.duplicates_in_file += 1
+        given = cols["uuid_given"]
+        uuid5 = cols["uuid5"]
+        mism = pc.and_(pc.is_valid(given), pc.not_equal(given, uuid5)).fill_null(False)
+        nm = int(pc.sum(mism).as_py() or 0)
+        if nm:
+            report.uuid_mismatches += nm
+            for i in np.flatnonzero(mism.to_numpy(zero_copy_only=False))[:20]:
+                if len(report.notes) < 20:
+                    report.notes.append(
+                        f"row {cols['_row'][int(i)].as_py()}: uuid {given[int(i)].as_py()} is not "
+                        f"uuid5(prompt) = {uuid5[int(i)].as_py()} (kept as given, uuid_mismatch=true)"
+                    )
+            # a given uuid that exists in the lake under another text is a conflict
+            for i in np.flatnonzero(mism.to_numpy(zero_copy_only=False) & ~keep):
+                mismatch_check.append((str(uuids[i]), cols["prompt"][int(i)].as_py(),
+                                       cols["_row"][int(i)].as_py() or 0))
+        if not keep.all():
+            batch = batch.filter(pa.array(keep))
+            cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+        if not batch.num_rows:
+            continue
+        clean = cols["prompt_clean"]
+        if pc.any(pc.match_substring(clean, "&")).as_py():
+            clean = pa.array([finish_clean(v) for v in clean.to_pylist()], pa.string())
+        out = {
+            "uuid": cols["_key"],
+            "prompt": cols["prompt"],
+            "prompt_clean": clean,
+            "time": cols["time"],
+            "source": pa.array([q.source] * batch.num_rows, pa.string()),
+            "source_id": cols["source_id"],
+            "occurrences": cols["occurrences"],
+            "uuid_mismatch": pc.and_(pc.is_valid(cols["uuid_given"]),
+                                     pc.not_equal(cols["uuid_given"], cols["uuid5"])).fill_null(False),
+            "flags": cols["flags"],
+            "extra": cols["extra"],
+            "batch_id": pa.array([batch_id] * batch.num_rows, pa.string()),
+            "nsfw_model": cols["nsfw_model"],
+        }
+        for lab in NSFW_LABELS:
+            out[lab] = cols[lab]
+        arrays, fields = [], []
+        for f in PROMPTS_SCHEMA:
+            if f.name in out:
+                col = out[f.name]
+                if isinstance(col, pa.ChunkedArray):
+                    col = col.combine_chunks()
+                if f.name == "time" and pa.types.is_timestamp(col.type) and col.type.tz is None:
+                    col = pc.assume_timezone(col, "UTC") if len(col) else col.cast(f.type)
+                arrays.append(col.cast(f.type))
+            else:
+                arrays.append(pa.nulls(batch.num_rows, f.type))
+            fields.append(f)
+        report.rows_added += batch.num_rows
+        if opts.progress:
+            opts.progress(report.rows_read, None)
+        yield pa.RecordBatch.from_arrays(arrays, schema=PROMPTS_SCHEMA)
+    _check_conflicts(lake, mismatch_check, path, opts, report)
+
+
+def _check_conflicts(lake: Lake, items: list[tuple[str, str, int]], path: str,
+                     opts: IngestOptions, report: IngestReport) -> None:
+    for u, text, row in items:
+        existing = lake.get_prompt(u)
+        if existing is not None and existing["prompt"] != text:
+            msg = f"uuid {u} is already in the lake with a different prompt text"
+            if not opts.skip_bad:
+                raise InputError(msg, path=path, row=row)
+            report.skip(row, msg)
+
+
+def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
+        report: IngestReport) -> IngestReport:
+    """Stream `q` into the lake as one batch (or count only, with ``dry_run``)."""
+    t0 = time.perf_counter()
+    params = {"format": fmt, "source": q.source,
+              **{k: v for k, v in vars(opts).items()
+                 if k in ("prompt_column", "time_column", "time_format", "uuid_column",
+                          "id_column", "skip_bad", "strict_columns", "max_prompt_chars")
+                 and v not in (None, False)}}
+    if opts.dry_run:
+        for _ in stream_new_rows(lake, q, path, opts, report, "dry-run"):
+            pass
+        report.dry_run = True
+    else:
+        sha = file_sha256(path) if Path(path).is_file() else None
+        with lake.batch("ingest", source=path, source_sha256=sha, params=params) as b:
+            report.batch_id = b.batch_id
+            b.append("prompts", stream_new_rows(lake, q, path, opts, report, b.batch_id))
+            b.counts.update(report.counts())
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def extra_json_sql(columns: list[str]) -> str:
+    """JSON object of `columns` (the source columns the schema has no place for)."""
+    if not columns:
+        return "NULL::VARCHAR"
+    parts = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}', {quote_ident(c)}" for c in columns)
+    return f"json_object({parts})::VARCHAR"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str)

@@ -1,0 +1,699 @@
+"""The Lake: open/create, tables, batches, as-of reads. The only Lance writer in the package.
+
+A lake is a folder (or object-store prefix) holding three Lance datasets:
+
+- ``prompts.lance``: one row per unique prompt (text, time, flags, enrichments);
+- ``videos.lance``: one row per video, the mp4 bytes in a Lance blob column, so rewriting
+  prompt rows (enrichment) never copies video bytes;
+- ``batches.lance``: the batch log, one event row per state change of a batch.
+
+**Commit protocol.** A batch stages its data files without committing (Lance
+``write_fragments`` / ``execute_uncommitted``), then under the lake's write lock commits the
+staged transactions, and finally appends a batch-log event recording every table's new version.
+That log event is the commit point: the lake's *head* is, per table, the newest version the log
+records. A process killed between the data commit and the log event leaves a table version
+nobody logged; the next process to open the lake (under the lock, so no writer is mid-commit)
+restores such tables to their logged head and marks the batch aborted. Readers therefore always
+see whole batches, and a re-run of the killed command completes it (ingest is idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from . import storage
+from .errors import BatchNotFound, LakeExists, LakeNotFound, SchemaError, VidlakeError
+from .lock import try_lock, write_lock
+from .schema import BATCHES_SCHEMA, SCHEMAS, TABLES, conform, is_vector_field
+
+if TYPE_CHECKING:
+    import duckdb
+    import lance
+    import polars as pl
+
+DATA_TABLES = ("prompts", "videos")
+BATCH_RE = re.compile(r"^batch-(\d{4,})$")
+ENV_LAKE = "VIDLAKE_LAKE"
+DEFAULT_LAKE = "lake"
+SECRET_KEYS = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.I)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def batch_name(n: int) -> str:
+    return f"batch-{n:04d}"
+
+
+def batch_number(name: str) -> int:
+    m = BATCH_RE.match(name)
+    if not m:
+        raise BatchNotFound(f"not a batch id: {name!r} (expected batch-NNNN, e.g. batch-0002)")
+    return int(m.group(1))
+
+
+def scrub(params: dict[str, Any] | None) -> dict[str, Any]:
+    """Drop anything that looks like a secret before it reaches the batch log."""
+    out: dict[str, Any] = {}
+    for k, v in (params or {}).items():
+        if SECRET_KEYS.search(k):
+            continue
+        if isinstance(v, dict):
+            v = scrub(v)
+        out[k] = v
+    return out
+
+
+def default_uri() -> str:
+    return os.environ.get(ENV_LAKE) or DEFAULT_LAKE
+
+
+@dataclass
+class BatchInfo:
+    """One batch as `vidlake log` shows it (the newest event of that batch wins)."""
+
+    batch_id: str
+    status: str
+    kind: str | None
+    source: str | None
+    source_sha256: str | None
+    params: dict[str, Any]
+    counts: dict[str, Any]
+    versions: dict[str, int]
+    provenance: dict[str, Any]
+    message: str | None
+    started_at: datetime | None
+    time: datetime | None
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "kind": self.kind,
+            "status": self.status,
+            "source": self.source,
+            "rows_added": self.counts.get("rows_added", 0),
+            "rows_updated": self.counts.get("rows_updated", 0),
+            "time": self.time,
+            "message": self.message,
+        }
+
+
+def _versions_of(events: pa.Table) -> dict[str, int]:
+    """Per table, the newest version any durable event recorded."""
+    head: dict[str, int] = {}
+    for status, versions in zip(
+        events.column("status").to_pylist(), events.column("versions").to_pylist(), strict=True
+    ):
+        if status == "running" or not versions:
+            continue
+        for table, v in json.loads(versions).items():
+            head[table] = max(head.get(table, 0), int(v))
+    return head
+
+
+class Lake:
+    """A VidLake lake. Get one with `open_lake` or `create_lake`."""
+
+    def __init__(self, uri: str, *, pinned: dict[str, int] | None = None, as_of: str | None = None):
+        self.uri = uri
+        self.as_of_batch = as_of
+        self._pinned = pinned
+        self._storage = storage.storage_options(uri)
+        self._datasets: dict[tuple[str, int | None], lance.LanceDataset] = {}
+
+    # ------------------------------------------------------------------ basics
+    def __repr__(self) -> str:
+        at = f" as of {self.as_of_batch}" if self.as_of_batch else ""
+        return f"<Lake {self.uri}{at}>"
+
+    @property
+    def read_only(self) -> bool:
+        return self._pinned is not None
+
+    def table_uri(self, table: str) -> str:
+        if table not in TABLES:
+            raise VidlakeError(f"unknown table {table!r}; the lake has {', '.join(TABLES)}")
+        return storage.join(self.uri, f"{table}.lance")
+
+    def _open(self, table: str, version: int | None = None) -> lance.LanceDataset:
+        import lance
+
+        try:
+            return lance.dataset(
+                self.table_uri(table), version=version, storage_options=self._storage
+            )
+        except (ValueError, OSError) as exc:
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                raise LakeNotFound(
+                    f"no lake at {self.uri} (table {table} missing); run `vidlake init`"
+                ) from exc
+            raise
+
+    def dataset(self, table: str) -> lance.LanceDataset:
+        """The Lance dataset of `table`, pinned at the lake's head (or its as-of batch)."""
+        version = self.head()[table]
+        key = (table, version)
+        if key not in self._datasets:
+            self._datasets[key] = self._open(table, version)
+        return self._datasets[key]
+
+    # ------------------------------------------------------------------ log & head
+    def _events(self) -> pa.Table:
+        ds = self._open("batches")
+        return ds.to_table()
+
+    def head(self) -> dict[str, int]:
+        """Per table, the Lance version readers see."""
+        if self._pinned is not None:
+            return dict(self._pinned)
+        if not hasattr(self, "_head_cache"):
+            self._head_cache = _versions_of(self._events())
+        return dict(self._head_cache)
+
+    def _invalidate(self) -> None:
+        if hasattr(self, "_head_cache"):
+            del self._head_cache
+
+    def log(self) -> list[BatchInfo]:
+        """Every batch, oldest first, with its latest status."""
+        events = self._events().to_pylist()
+        events.sort(key=lambda e: (batch_number(e["batch_id"]), e["seq"]))
+        by_id: dict[str, BatchInfo] = {}
+        for e in events:
+            prev = by_id.get(e["batch_id"])
+            counts = json.loads(e["counts"]) if e["counts"] else {}
+            if prev is not None and not counts:
+                counts = prev.counts
+            by_id[e["batch_id"]] = BatchInfo(
+                batch_id=e["batch_id"],
+                status=e["status"],
+                kind=e["kind"] or (prev.kind if prev else None),
+                source=e["source"] or (prev.source if prev else None),
+                source_sha256=e["source_sha256"] or (prev.source_sha256 if prev else None),
+                params=json.loads(e["params"]) if e["params"] else (prev.params if prev else {}),
+                counts=counts,
+                versions=json.loads(e["versions"]) if e["versions"] else (prev.versions if prev else {}),
+                provenance=json.loads(e["provenance"]) if e["provenance"] else (prev.provenance if prev else {}),
+                message=e["message"],
+                started_at=e["started_at"] or (prev.started_at if prev else None),
+                time=e["time"],
+            )
+        infos = list(by_id.values())
+        if self.as_of_batch:
+            cut = batch_number(self.as_of_batch)
+            infos = [b for b in infos if batch_number(b.batch_id) <= cut]
+        return infos
+
+    def batch_info(self, batch_id: str) -> BatchInfo:
+        batch_number(batch_id)
+        for info in self.log():
+            if info.batch_id == batch_id:
+                return info
+        raise BatchNotFound(f"no batch {batch_id} in the log of {self.uri} (see `vidlake log`)")
+
+    def versions_at(self, batch_id: str) -> dict[str, int]:
+        """Every table's version right after `batch_id` committed."""
+        info = self.batch_info(batch_id)
+        if info.status not in ("committed", "chunk") or not info.versions:
+            raise BatchNotFound(
+                f"{batch_id} did not commit (status {info.status}); pick a committed batch"
+            )
+        return {t: int(v) for t, v in info.versions.items()}
+
+    def as_of(self, batch_id: str) -> Lake:
+        """A read-only view of the lake as it was right after `batch_id`."""
+        return Lake(self.uri, pinned=self.versions_at(batch_id), as_of=batch_id)
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self) -> list[str]:
+        """Roll back table versions that no batch-log event records (a writer died mid-commit).
+
+        Needs the write lock; returns what it did, one line per table. Safe to call any time.
+        """
+        if self.read_only:
+            return []
+        with write_lock(self.uri):
+            return self._recover_locked()
+
+    def _recover_locked(self) -> list[str]:
+        done: list[str] = []
+        events = self._events()
+        head = _versions_of(events)
+        for table in DATA_TABLES:
+            latest = self._open(table)
+            logged = head.get(table)
+            if logged is None or latest.version <= logged:
+                continue
+            # Compare content, not numbers: a restore already done leaves latest == head content.
+            if latest.version > logged:
+                old = self._open(table, logged)
+                old.restore()
+                done.append(f"{table}: rolled back unlogged versions {logged + 1}..{latest.version}")
+        # Batches whose writer died: their last event says running.
+        last: dict[str, dict[str, Any]] = {}
+        for e in events.to_pylist():
+            cur = last.get(e["batch_id"])
+            if cur is None or e["seq"] > cur["seq"]:
+                last[e["batch_id"]] = e
+        dead = [
+            e for _, e in sorted(last.items())
+            if e["status"] == "running"
+            and (done or (not storage.is_remote(self.uri) and not _alive(e["pid"])))
+        ]
+        if done and not dead:
+            newest = max(last, key=batch_number)
+            dead = [last[newest]]
+        versions = self._latest_versions() if done else None
+        for e in dead:
+            self._append_event(
+                e["batch_id"], e["seq"] + 1, "aborted", versions=versions,
+                message="writer died before committing; " + ("; ".join(done) or "nothing to undo"),
+            )
+            done.append(f"{e['batch_id']}: marked aborted")
+        if done:
+            self._invalidate()
+        return done
+
+    def _latest_versions(self) -> dict[str, int]:
+        return {t: self._open(t).version for t in DATA_TABLES}
+
+    def heal(self) -> list[str]:
+        """Recover if the lake needs it and no writer is active; never blocks."""
+        if self.read_only:
+            return []
+        head = self.head()
+        needs = any(self._open(t).version > head.get(t, 0) for t in DATA_TABLES)
+        if not needs:
+            return []
+        cm = try_lock(self.uri)
+        if cm is None:
+            return []
+        try:
+            return self._recover_locked()
+        finally:
+            cm.__exit__(None, None, None)
+
+    # ------------------------------------------------------------------ writing
+    def _append_event(self, batch_id: str, seq: int, status: str, **fields: Any) -> None:
+        import lance
+
+        row = {
+            "batch_id": batch_id,
+            "seq": seq,
+            "status": status,
+            "time": _now(),
+            "pid": os.getpid(),
+        }
+        for k in ("params", "counts", "versions", "provenance"):
+            if k in fields and fields[k] is not None:
+                fields[k] = json.dumps(fields[k], default=str, sort_keys=True)
+        row.update(fields)
+        table = pa.Table.from_pylist([row], schema=BATCHES_SCHEMA)
+        lance.write_dataset(
+            table, self.table_uri("batches"), mode="append", storage_options=self._storage
+        )
+
+    def batch(
+        self,
+        kind: str,
+        *,
+        source: str | None = None,
+        source_sha256: str | None = None,
+        params: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> Batch:
+        """Start a batch: stage writes on it, then it commits whole when the block ends."""
+        if self.read_only:
+            raise VidlakeError(f"the lake is pinned at {self.as_of_batch}; it is read-only")
+        return Batch(self, kind, source=source, source_sha256=source_sha256,
+                     params=scrub(params), provenance=provenance or {})
+
+    def restore(self, batch_id: str) -> BatchInfo:
+        """Make a new head equal to the lake right after `batch_id`; history is kept."""
+        target = self.versions_at(batch_id)
+        with self.batch("restore", source=batch_id, params={"to": batch_id}) as b:
+            b.restore_to(target)
+        return self.batch_info(b.batch_id)
+
+    # ------------------------------------------------------------------ reading
+    def sql(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with the lake's views (read-only on the lake)."""
+        from .sql import connect
+
+        return connect(self)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        """Run SQL over the lake's views; returns an Arrow table."""
+        from .sql import run_query
+
+        return run_query(self, sql, params)
+
+    def to_polars(
+        self,
+        table: str = "prompts",
+        *,
+        columns: list[str] | None = None,
+        lazy: bool = True,
+        vectors: bool = False,
+    ) -> pl.LazyFrame | pl.DataFrame:
+        """The table as a Polars LazyFrame (or DataFrame with ``lazy=False``).
+
+        Vector columns are left out unless ``vectors=True``; blob columns always are (read video
+        bytes with `open_video`).
+        """
+        import polars as pl
+
+        ds = self.dataset(table)
+        if columns is None:
+            columns = [
+                f.name for f in ds.schema
+                if not _is_blob(f) and (vectors or not is_vector_field(f))
+            ]
+        frame = pl.scan_pyarrow_dataset(ds).select(columns) if columns else pl.LazyFrame()
+        return frame if lazy else frame.collect()
+
+    def columns(self, table: str) -> list[pa.Field]:
+        return list(self.dataset(table).schema)
+
+    def count(self, table: str = "prompts", where: str | None = None) -> int:
+        return self.dataset(table).count_rows(filter=where)
+
+    def get_prompt(self, uuid: str, *, vectors: bool = False) -> dict[str, Any] | None:
+        """One prompt row by uuid (uses the uuid scalar index when it exists)."""
+        ds = self.dataset("prompts")
+        cols = [f.name for f in ds.schema if vectors or not is_vector_field(f)]
+        t = ds.to_table(columns=cols, filter=f"uuid = '{_sql_str(uuid)}'", limit=1)
+        rows = t.to_pylist()
+        return rows[0] if rows else None
+
+    def ingest(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Any:
+        """Ingest one file (format detected from its name and contents); see `vidprom_lake.ingest`."""
+        from .ingest import ingest
+
+        return ingest(self, path, format=format, **options)
+
+    def diff(self, a: str, b: str) -> list[dict[str, Any]]:
+        """Per table: rows at `a`, rows at `b`, rows added, removed and changed between them."""
+        from .diffing import diff
+
+        return diff(self, a, b)
+
+    def uuid_index(self) -> Any:
+        """Every uuid in the prompts table, as a sorted numpy array for fast membership tests."""
+        import numpy as np
+
+        ds = self.dataset("prompts")
+        arr = ds.to_table(columns=["uuid"]).column("uuid")
+        out = np.array(arr.to_numpy(zero_copy_only=False), dtype="U36")
+        out.sort()
+        return out
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _is_blob(field: pa.Field) -> bool:
+    meta = field.metadata or {}
+    return meta.get(b"lance-encoding:blob") == b"true" or "blob" in str(field.type)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own killed child) still answers kill(0); treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _next_seq(events: pa.Table, batch_id: str) -> int:
+    seqs = [s for b, s in zip(events.column("batch_id").to_pylist(),
+                               events.column("seq").to_pylist(), strict=True) if b == batch_id]
+    return (max(seqs) + 1) if seqs else 0
+
+
+@dataclass
+class _Staged:
+    table: str
+    transaction: Any
+    read_version: int
+    kind: str
+
+
+@dataclass
+class Batch:
+    """A unit of writing: staged Lance transactions that commit whole, then one log event.
+
+    Use as a context manager. ``commit()`` inside the block commits what is staged so far as a
+    durable chunk (long jobs call it every N rows); leaving the block commits the rest and
+    marks the batch committed. An exception inside the block commits nothing more, rolls back
+    anything half-done and records the batch as failed with the error.
+    """
+
+    lake: Lake
+    kind: str
+    source: str | None = None
+    source_sha256: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    batch_id: str = ""
+    _staged: list[_Staged] = field(default_factory=list)
+    _seq: int = 0
+    _changed: set[str] = field(default_factory=set)
+    _chunks: int = 0
+    _started: datetime = field(default_factory=_now)
+
+    # -- lifecycle
+    def __enter__(self) -> Batch:
+        lake = self.lake
+        with write_lock(lake.uri):
+            lake._recover_locked()
+            events = lake._events()
+            ids = [batch_number(b) for b in set(events.column("batch_id").to_pylist())]
+            self.batch_id = batch_name(max(ids, default=0) + 1)
+            self._seq = 0
+            lake._append_event(
+                self.batch_id, self._seq, "running", kind=self.kind, source=self.source,
+                source_sha256=self.source_sha256, params=self.params,
+                provenance=self.provenance, started_at=self._started,
+            )
+            lake._invalidate()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self._commit("committed")
+            return
+        self._staged.clear()
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        with contextlib.suppress(Exception), write_lock(self.lake.uri, timeout=60):
+            self.lake._recover_locked()
+            self._seq += 1
+            self.lake._append_event(
+                self.batch_id, self._seq, "failed", counts=self.counts, message=message,
+                versions=self.lake._latest_versions() if self._chunks else None,
+            )
+            self.lake._invalidate()
+
+    # -- staging
+    def append(self, table: str, data: pa.RecordBatchReader | pa.Table | Iterable[pa.RecordBatch],
+               *, schema: pa.Schema | None = None) -> None:
+        """Stage rows for `table` (written to new data files now, committed later)."""
+        import lance.fragment
+
+        ds = self.lake._open(table)
+        target = schema or ds.schema
+        reader = _as_reader(data, target)
+        txn = lance.fragment.write_fragments(
+            reader, self.lake.table_uri(table), schema=target, return_transaction=True,
+            mode="append", storage_options=self.lake._storage,
+            max_rows_per_file=1 << 20,
+        )
+        if getattr(txn.operation, "fragments", None):
+            self._staged.append(_Staged(table, txn, ds.version, "append"))
+
+    def stage(self, table: str, operation: Any, read_version: int) -> None:
+        """Stage a prepared Lance operation or transaction (committed with the batch)."""
+        self._staged.append(_Staged(table, operation, read_version, "op"))
+
+    def update_columns(self, table: str, data: pa.Table, on: str = "uuid",
+                       mode: str = "auto") -> int:
+        """Stage an update of some columns of existing rows, matched on `on`.
+
+        Returns how many rows matched. Rows of `data` with no match are an error, so a typo'd
+        key never vanishes silently.
+        """
+        ds = self.lake._open(table)
+        builder = ds.merge_insert(on).when_matched_update_all()
+        if mode != "auto":
+            builder = builder.write_mode(mode)
+        txn, stats = builder.execute_uncommitted(data)
+        self._staged.append(_Staged(table, txn, ds.version, "update"))
+        return int(stats.get("num_updated_rows", 0))
+
+    def add_vector_column(self, table: str, field_: pa.Field) -> None:
+        """Add an all-null column (metadata only) so later updates can fill it.
+
+        This commits at once (it carries no data), under the lock.
+        """
+        with write_lock(self.lake.uri):
+            ds = self.lake._open(table)
+            if field_.name in ds.schema.names:
+                existing = ds.schema.field(field_.name)
+                if not existing.type.equals(field_.type):
+                    raise SchemaError(
+                        f"column {field_.name!r} holds {existing.type}, not {field_.type}; "
+                        "use another --column or --recompute"
+                    )
+                return
+            ds.add_columns(field_)
+            self._changed.add(table)
+            self._seq += 1
+            self.lake._append_event(
+                self.batch_id, self._seq, "chunk", versions=self.lake._latest_versions(),
+                message=f"added column {field_.name}",
+            )
+            self.lake._invalidate()
+
+    def restore_to(self, versions: dict[str, int]) -> None:
+        for table, v in versions.items():
+            if table in DATA_TABLES:
+                self._staged.append(_Staged(table, v, -1, "restore"))
+
+    # -- committing
+    def commit(self) -> None:
+        """Commit what is staged as one durable chunk of this batch."""
+        self._commit("chunk")
+
+    def _commit(self, status: str) -> None:
+        import lance
+
+        lake = self.lake
+        with write_lock(lake.uri):
+            lake._recover_locked()
+            for st in self._staged:
+                uri = lake.table_uri(st.table)
+                if st.kind == "restore":
+                    lake._open(st.table, st.transaction).restore()
+                else:
+                    lance.LanceDataset.commit(
+                        uri, st.transaction, read_version=st.read_version,
+                        storage_options=lake._storage,
+                    )
+                self._changed.add(st.table)
+            self._staged.clear()
+            versions = lake._latest_versions()
+            self._seq += 1
+            lake._append_event(
+                self.batch_id, self._seq, status, counts=self.counts, versions=versions,
+                provenance=self.provenance or None,
+            )
+            self._chunks += 1
+            lake._invalidate()
+            if status == "committed":
+                for table in sorted(self._changed):
+                    _tag(lake._open(table), self.batch_id, versions[table])
+
+
+def _tag(ds: lance.LanceDataset, name: str, version: int) -> None:
+    try:
+        ds.tags.create(name, version)
+    except (ValueError, OSError, RuntimeError):
+        with contextlib.suppress(Exception):
+            ds.tags.update(name, version)
+
+
+def _as_reader(
+    data: pa.RecordBatchReader | pa.Table | Iterable[pa.RecordBatch], schema: pa.Schema
+) -> pa.RecordBatchReader:
+    if isinstance(data, pa.Table):
+        data = data.to_batches()
+    elif isinstance(data, pa.RecordBatchReader):
+        data = iter(data)
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        for b in data:
+            if b.num_rows:
+                yield conform(b, schema)
+
+    return pa.RecordBatchReader.from_batches(schema, gen())
+
+
+# ---------------------------------------------------------------------- entry points
+def create_lake(uri: str | os.PathLike[str] | None = None, *, exist_ok: bool = False) -> Lake:
+    """Create an empty lake (tables and batch log) at `uri`."""
+    import lance
+
+    root = storage.normalize(uri or default_uri())
+    lake = Lake(root)
+    if storage.exists(lake.table_uri("batches")):
+        if exist_ok:
+            return open_lake(root)
+        raise LakeExists(f"a lake already exists at {root}")
+    if not storage.is_remote(root):
+        os.makedirs(root, exist_ok=True)
+    with write_lock(root):
+        opts = storage.storage_options(root)
+        for table in DATA_TABLES:
+            schema = SCHEMAS[table]
+            lance.write_dataset(
+                schema.empty_table(), lake.table_uri(table), schema=schema, mode="create",
+                storage_options=opts, data_storage_version="2.2",
+            )
+        lance.write_dataset(
+            BATCHES_SCHEMA.empty_table(), lake.table_uri("batches"), schema=BATCHES_SCHEMA,
+            mode="create", storage_options=opts, data_storage_version="2.2",
+        )
+        versions = lake._latest_versions()
+        lake._append_event(
+            "batch-0000", 0, "committed", kind="init", versions=versions,
+            params={"schema_version": SCHEMAS["prompts"].metadata[b"vidlake:schema_version"].decode()},
+            started_at=_now(),
+        )
+        for table in DATA_TABLES:
+            _tag(lake._open(table), "batch-0000", versions[table])
+    return lake
+
+
+def open_lake(
+    uri: str | os.PathLike[str] | None = None,
+    *,
+    as_of: str | None = None,
+    create: bool = False,
+    heal: bool = True,
+) -> Lake:
+    """Open the lake at `uri` (default: $VIDLAKE_LAKE or ./lake), optionally pinned at a batch.
+
+    Opening heals a lake left mid-commit by a killed writer (when no writer is active).
+    """
+    root = storage.normalize(uri or default_uri())
+    lake = Lake(root)
+    if not storage.exists(lake.table_uri("batches")):
+        if create:
+            return create_lake(root)
+        raise LakeNotFound(f"no lake at {root}; create one with `vidlake init --lake {root}`")
+    if as_of:
+        return lake.as_of(as_of)
+    if heal:
+        lake.heal()
+    return lake
