@@ -8,6 +8,7 @@ place; tracebacks only with ``--debug``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Any
 
@@ -15,7 +16,8 @@ import click
 
 from ..errors import VidlakeError
 
-COMMAND_MODULES = ["core"]
+# One module per command family; a family appears once its module exists.
+COMMAND_MODULES = ["core", "enrich", "dedup", "video", "discord"]
 
 
 class LakeGroup(click.Group):
@@ -46,4 +48,5 @@ def main(ctx: click.Context, lake_uri: str, debug: bool) -> None:
 
 
 for _name in COMMAND_MODULES:
-    importlib.import_module(f"{__name__}.{_name}").register(main)
+    if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
+        importlib.import_module(f"{__name__}.{_name}").register(main)

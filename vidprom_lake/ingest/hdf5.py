@@ -153,9 +153,8 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                 done = 0
                 for frag in ds.get_fragments():
                     def udf(batch: pa.RecordBatch) -> pa.RecordBatch:
-                        nonlocal matched, done
-                        arr, k = embed_batch(batch)
-                        matched += k
+                        nonlocal done
+                        arr, _ = embed_batch(batch)
                         done += batch.num_rows
                         if opts.progress:
                             opts.progress(done, ds.count_rows())
@@ -164,6 +163,8 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                     meta, schema = frag.merge_columns(udf, columns=["uuid"],
                                                       batch_size=opts.chunk_rows)
                     new_frags.append(meta)
+                # Lance may call the UDF more than once on a batch; count matches directly.
+                matched = int((lookup.find(lake.uuid_index()) >= 0).sum())
                 if schema is None:  # empty lake: metadata-only column
                     b.add_vector_column("prompts", field)
                 else:

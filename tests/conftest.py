@@ -1,0 +1,26 @@
+"""Shared fixtures: every test builds its own data; nothing reaches the internet."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def lake(tmp_path: Path):
+    from vidprom_lake import create_lake
+
+    return create_lake(tmp_path / "lake")
+
+
+@pytest.fixture
+def vidprom_csv(tmp_path: Path) -> Path:
+    """A 200-row VidProM-shaped CSV."""
+    from vidprom_lake import synth
+
+    return synth.write_vidprom_csv(tmp_path / "VidProM_unique.csv", 200, seed=1)
