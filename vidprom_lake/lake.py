@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     import polars as pl
 
 DATA_TABLES = ("prompts", "videos")
+#: Rows per data file of an append. Small enough that enrichers can rewrite one fragment's
+#: column as one resumable chunk; large enough that scans stay fast.
+FRAGMENT_ROWS = 32_768
 BATCH_RE = re.compile(r"^batch-(\d{4,})$")
 ENV_LAKE = "VIDLAKE_LAKE"
 DEFAULT_LAKE = "lake"
@@ -517,7 +520,7 @@ class Batch:
 
     # -- staging
     def append(self, table: str, data: pa.RecordBatchReader | pa.Table | Iterable[pa.RecordBatch],
-               *, schema: pa.Schema | None = None) -> None:
+               *, schema: pa.Schema | None = None, max_rows_per_file: int = FRAGMENT_ROWS) -> None:
         """Stage rows for `table` (written to new data files now, committed later)."""
         import lance.fragment
 
@@ -527,7 +530,7 @@ class Batch:
         txn = lance.fragment.write_fragments(
             reader, self.lake.table_uri(table), schema=target, return_transaction=True,
             mode="append", storage_options=self.lake._storage,
-            max_rows_per_file=1 << 20,
+            max_rows_per_file=max_rows_per_file,
         )
         if getattr(txn.operation, "fragments", None):
             self._staged.append(_Staged(table, txn, ds.version, "append"))
@@ -551,10 +554,11 @@ class Batch:
         self._staged.append(_Staged(table, txn, ds.version, "update"))
         return int(stats.get("num_updated_rows", 0))
 
-    def add_vector_column(self, table: str, field_: pa.Field) -> None:
+    def add_column(self, table: str, field_: pa.Field) -> None:
         """Add an all-null column (metadata only) so later updates can fill it.
 
-        This commits at once (it carries no data), under the lock.
+        This commits at once (it carries no data), under the lock. Adding a column that exists
+        with the same type is a no-op; with another type it is a SchemaError.
         """
         with write_lock(self.lake.uri):
             ds = self.lake._open(table)

@@ -47,7 +47,9 @@ _PROMPT_FIELDS = [
     pa.field("prompt_clean", pa.string()),
     pa.field("time", TIME_TYPE),
     pa.field("source", pa.string()),
-    pa.field("source_id", pa.string()),
+    pa.field("source_id", pa.string()),  # the source's own id (message id, image name, clip id)
+    pa.field("channel", pa.string()),  # where it was collected (Discord channel, file part)
+    pa.field("author_sha256", pa.string()),  # salted or plain SHA-256 of the author; never raw
     pa.field("occurrences", pa.int64()),
     pa.field("uuid_mismatch", pa.bool_()),
     pa.field("flags", FLAGS_TYPE),

@@ -166,7 +166,7 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                 # Lance may call the UDF more than once on a batch; count matches directly.
                 matched = int((lookup.find(lake.uuid_index()) >= 0).sum())
                 if schema is None:  # empty lake: metadata-only column
-                    b.add_vector_column("prompts", field)
+                    b.add_column("prompts", field)
                 else:
                     b.stage("prompts", lance.LanceOperation.Merge(new_frags, schema), ds.version)
             else:
