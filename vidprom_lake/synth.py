@@ -63,12 +63,14 @@ def prompt_text(rng: np.random.Generator) -> str:
         text += "\n" + STYLES[rng.integers(len(STYLES))]
     if rng.random() < 0.01:
         text += (" and more detail" * int(rng.integers(20, 200)))
+    # a take number keeps prompts unique, as users' small variations do in the real data
+    text += f", take {int(rng.integers(1 << 30))}"
     if rng.random() < 0.15:
         text += " " + LEFTOVERS[rng.integers(len(LEFTOVERS))]
     if rng.random() < 0.4:
         text += " " + " ".join(FLAGS[i] for i in rng.choice(len(FLAGS), rng.integers(1, 4), replace=False))
-    # real prompts usually end in two spaces; a unique suffix keeps prompts unique
-    return text + f" #{int(rng.integers(1 << 30))}" + ("  " if rng.random() < 0.8 else "")
+    # real prompts usually end in two spaces
+    return text + ("  " if rng.random() < 0.8 else "")
 
 
 def ctime(t: datetime) -> str:
