@@ -195,7 +195,7 @@ def run_query(
             last = i == len(statements) - 1
             rel = con.execute(st, params if last else None)
             if last:
-                result = rel.fetch_arrow_table() if rel.description else pa.table({})
+                result = rel.to_arrow_table() if rel.description else pa.table({})
         return result if result is not None else pa.table({})
     except duckdb.Error as exc:
         raise QueryError(str(exc).strip()) from exc

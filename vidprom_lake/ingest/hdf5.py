@@ -160,8 +160,21 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                             opts.progress(done, ds.count_rows())
                         return pa.RecordBatch.from_arrays([arr], schema=pa.schema([field]))
 
-                    meta, schema = frag.merge_columns(udf, columns=["uuid"],
-                                                      batch_size=opts.chunk_rows)
+                    def guarded(batch: pa.RecordBatch, udf: Any = udf) -> pa.RecordBatch:
+                        try:
+                            return udf(batch)
+                        except BaseException as exc:
+                            failure.append(exc)
+                            raise
+
+                    failure: list[BaseException] = []
+                    try:
+                        meta, schema = frag.merge_columns(guarded, columns=["uuid"],
+                                                          batch_size=opts.chunk_rows)
+                    except Exception:
+                        if failure:  # Lance wraps our error; surface the original
+                            raise failure[0] from None
+                        raise
                     new_frags.append(meta)
                 # Lance may call the UDF more than once on a batch; count matches directly.
                 matched = int((lookup.find(lake.uuid_index()) >= 0).sum())

@@ -176,7 +176,7 @@ def _validate(
 
     lengths = pc.utf8_length(prompt).to_numpy(zero_copy_only=False)
     is_null = prompt.is_null().to_numpy(zero_copy_only=False)
-    flag(is_null, lambda i: "missing prompt (NULL)")
+    flag(is_null, lambda i: "empty prompt (no value)")
     blank = pc.equal(pc.utf8_trim_whitespace(prompt.fill_null("")), "").to_numpy(zero_copy_only=False)
     flag(blank & ~is_null, lambda i: "empty prompt")
     lens = np.nan_to_num(lengths.astype("float64"), nan=0)
@@ -232,7 +232,7 @@ def stream_new_rows(
     seen = _Seen(lake.uuid_index())
     sql = _full_sql(q)
     try:
-        reader = q.con.execute(sql).fetch_record_batch(BATCH_ROWS)
+        reader = q.con.execute(sql).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
         raise (q.error_hint(exc) if q.error_hint else InputError(str(exc), path=path)) from exc
     next_row = 1
@@ -334,6 +334,24 @@ def stream_new_rows(
             opts.progress(report.rows_read, None)
         yield pa.RecordBatch.from_arrays(arrays, schema=PROMPTS_SCHEMA)
     _check_conflicts(lake, mismatch_check, path, opts, report)
+    if opts.skip_bad:
+        _collect_rejects(q.con, report)
+
+
+def _collect_rejects(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:
+    """Records DuckDB's CSV reader skipped (unreadable lines), when it kept them."""
+    import duckdb
+
+    try:
+        rows = con.execute(
+            # DuckDB logs one reject per missing column of a short line: one entry per line
+            "SELECT line, arg_min(error_type, rowid), arg_min(error_message, rowid) "
+            "FROM reject_errors GROUP BY line ORDER BY line"
+        ).fetchall()
+    except duckdb.Error:
+        return
+    for line, kind, msg in rows:
+        report.skip(None, f"line {line}: {str(kind).lower()}: {msg}")
 
 
 def _check_conflicts(lake: Lake, items: list[tuple[str, str, int]], path: str,

@@ -41,12 +41,14 @@ def _connect() -> Any:
 def csv_header(path: str) -> list[str]:
     """The header row of a CSV (UTF-8, BOM allowed)."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            first = fh.readline()
-    except UnicodeDecodeError as exc:
-        raise InputError("the header row is not UTF-8 text", path=path, row=0) from exc
+        with open(path, "rb") as fh:
+            raw = fh.readline(1 << 20)
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror}", path=path) from exc
+    try:
+        first = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError("the header row is not UTF-8 text", path=path, row=0) from exc
     if not first.strip():
         raise InputError("the file is empty (no header row)", path=path)
     header = next(csv.reader(io.StringIO(first)))
@@ -95,17 +97,6 @@ def _nsfw_sql(present: list[str], *, model: str | None) -> str:
     bad_sql = " OR ".join(bad) if bad else "false"
     model_sql = _lit(model) if (model and present) else "NULL::VARCHAR"
     return ", ".join(parts) + f", ({bad_sql}) AS nsfw_bad, {model_sql} AS nsfw_model"
-
-
-def _rejects(con: Any, report: IngestReport) -> None:
-    try:
-        rows = con.execute(
-            "SELECT line, error_type, error_message FROM reject_errors ORDER BY line"
-        ).fetchall()
-    except Exception:
-        return
-    for line, kind, msg in rows:
-        report.skip(None, f"line {line}: {kind}: {msg}")
 
 
 # ------------------------------------------------------------------------------- VidProM CSV
