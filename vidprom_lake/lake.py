@@ -526,12 +526,19 @@ class Batch:
 
         ds = self.lake._open(table)
         target = schema or ds.schema
-        reader = _as_reader(data, target)
-        txn = lance.fragment.write_fragments(
-            reader, self.lake.table_uri(table), schema=target, return_transaction=True,
-            mode="append", storage_options=self.lake._storage,
-            max_rows_per_file=max_rows_per_file,
-        )
+        failure: list[BaseException] = []
+        reader = _as_reader(data, target, failure)
+        try:
+            txn = lance.fragment.write_fragments(
+                reader, self.lake.table_uri(table), schema=target, return_transaction=True,
+                mode="append", storage_options=self.lake._storage,
+                max_rows_per_file=max_rows_per_file,
+            )
+        except Exception:
+            # Lance wraps errors raised by our reader; surface the original (it names the row).
+            if failure:
+                raise failure[0] from None
+            raise
         if getattr(txn.operation, "fragments", None):
             self._staged.append(_Staged(table, txn, ds.version, "append"))
 
@@ -628,7 +635,8 @@ def _tag(ds: lance.LanceDataset, name: str, version: int) -> None:
 
 
 def _as_reader(
-    data: pa.RecordBatchReader | pa.Table | Iterable[pa.RecordBatch], schema: pa.Schema
+    data: pa.RecordBatchReader | pa.Table | Iterable[pa.RecordBatch], schema: pa.Schema,
+    failure: list[BaseException] | None = None,
 ) -> pa.RecordBatchReader:
     if isinstance(data, pa.Table):
         data = data.to_batches()
@@ -636,9 +644,14 @@ def _as_reader(
         data = iter(data)
 
     def gen() -> Iterator[pa.RecordBatch]:
-        for b in data:
-            if b.num_rows:
-                yield conform(b, schema)
+        try:
+            for b in data:
+                if b.num_rows:
+                    yield conform(b, schema)
+        except BaseException as exc:
+            if failure is not None:
+                failure.append(exc)
+            raise
 
     return pa.RecordBatchReader.from_batches(schema, gen())
 
