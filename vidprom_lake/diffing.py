@@ -35,20 +35,27 @@ def diff(lake: Lake, a: str, b: str) -> list[dict[str, Any]]:
             if f.name in db.schema.names and f.name != key and "blob" not in str(f.type)
             and f.name != "video" and not str(f.type).startswith("fixed_size_list")
         ]
+        # Vectors are compared by presence only: reading 20 GB of them for a diff is not worth
+        # it, and every batch that rewrites vectors says so in the log (listed in `batches`).
         vec = [f.name for f in db.schema if str(f.type).startswith("fixed_size_list")]
-        cols_a = [key, *common, *[v for v in vec if v in da.schema.names]]
+        vec_a = [v for v in vec if v in da.schema.names]
+        con.register("ta", da.scanner(columns=[key, *common, *vec_a]).to_reader())
+        con.register("tb", db.scanner(columns=[key, *common, *vec]).to_reader())
+        pres_a = "".join(f', "{v}" IS NOT NULL AS "{v}"' for v in vec_a)
+        pres_b = "".join(f', "{v}" IS NOT NULL AS "{v}"' for v in vec)
+        plain = ", ".join(f'"{c}"' for c in [key, *common])
+        con.execute(f"CREATE TEMP TABLE a AS SELECT {plain}{pres_a} FROM ta")
+        con.execute(f"CREATE TEMP TABLE b AS SELECT {plain}{pres_b} FROM tb")
+        cols_a = [key, *common, *vec_a]
         cols_b = [key, *common, *vec]
-        con.register("ta", da.scanner(columns=cols_a).to_reader())
-        con.register("tb", db.scanner(columns=cols_b).to_reader())
-        con.execute("CREATE TEMP TABLE a AS SELECT * FROM ta")
-        con.execute("CREATE TEMP TABLE b AS SELECT * FROM tb")
         rows_a = con.execute("SELECT count(*) FROM a").fetchone()[0]
         rows_b = con.execute("SELECT count(*) FROM b").fetchone()[0]
         added = con.execute(f'SELECT count(*) FROM b ANTI JOIN a USING ("{key}")').fetchone()[0]
         removed = con.execute(f'SELECT count(*) FROM a ANTI JOIN b USING ("{key}")').fetchone()[0]
         cmp_cols = [c for c in cols_b if c != key]
         cond = " OR ".join(
-            f'a."{c}" IS DISTINCT FROM b."{c}"' if c in cols_a else f'b."{c}" IS NOT NULL'
+            f'a."{c}" IS DISTINCT FROM b."{c}"' if c in cols_a
+            else (f'b."{c}"' if c in vec else f'b."{c}" IS NOT NULL')
             for c in cmp_cols
         ) or "false"
         changed = con.execute(

@@ -250,32 +250,37 @@ class Lake:
 
     def _recover_locked(self) -> list[str]:
         done: list[str] = []
+        culprits: set[str] = set()
         events = self._events()
         head = _versions_of(events)
+        tagged = self._repair_tags(events)
         for table in DATA_TABLES:
             latest = self._open(table)
             logged = head.get(table)
             if logged is None or latest.version <= logged:
                 continue
-            # Compare content, not numbers: a restore already done leaves latest == head content.
-            if latest.version > logged:
-                old = self._open(table, logged)
-                old.restore()
-                done.append(f"{table}: rolled back unlogged versions {logged + 1}..{latest.version}")
-        # Batches whose writer died: their last event says running.
-        last: dict[str, dict[str, Any]] = {}
-        for e in events.to_pylist():
-            cur = last.get(e["batch_id"])
-            if cur is None or e["seq"] > cur["seq"]:
-                last[e["batch_id"]] = e
+            # The unlogged commit names its batch (see Batch._commit), so recovery aborts that
+            # batch and never a live writer's that is still writing its data files.
+            for v in range(logged + 1, latest.version + 1):
+                culprit = _committing_batch(latest, v)
+                if culprit:
+                    culprits.add(culprit)
+            self._open(table, logged).restore()
+            done.append(f"{table}: rolled back unlogged versions {logged + 1}..{latest.version}")
+        # Batches whose writer died: their last event says running (or chunk, for a long job
+        # killed between chunks). Locally a dead pid tells; on an object store the culprit named
+        # by the rolled-back commit does.
+        last = _last_events(events)
+        local = not storage.is_remote(self.uri)
         dead = [
-            e for _, e in sorted(last.items())
-            if e["status"] == "running"
-            and (done or (not storage.is_remote(self.uri) and not _alive(e["pid"])))
+            e for b, e in sorted(last.items(), key=lambda kv: batch_number(kv[0]))
+            if e["status"] in ("running", "chunk")
+            and (b in culprits or (local and not _alive(e["pid"])))
         ]
         if done and not dead:
-            newest = max(last, key=batch_number)
-            dead = [last[newest]]
+            running = [b for b, e in last.items() if e["status"] in ("running", "chunk")]
+            if running and not local:
+                dead = [last[max(running, key=batch_number)]]
         versions = self._latest_versions() if done else None
         for e in dead:
             self._append_event(
@@ -285,17 +290,42 @@ class Lake:
             done.append(f"{e['batch_id']}: marked aborted")
         if done:
             self._invalidate()
-        return done
+        return tagged + done
 
     def _latest_versions(self) -> dict[str, int]:
         return {t: self._open(t).version for t in DATA_TABLES}
+
+    def _repair_tags(self, events: pa.Table) -> list[str]:
+        """Tag the newest committed batch where its writer died before tagging it."""
+        rows = [e for e in events.to_pylist() if e["status"] != "running" and e["versions"]]
+        committed = [e for e in rows if e["status"] == "committed"]
+        if not committed:
+            return []
+        newest = committed[-1]
+        n = batch_number(newest["batch_id"])
+        before = _versions_of(pa.Table.from_pylist(
+            [e for e in rows if batch_number(e["batch_id"]) < n], schema=BATCHES_SCHEMA))
+        out = []
+        for table, v in json.loads(newest["versions"]).items():
+            if table not in DATA_TABLES or int(v) <= before.get(table, -1):
+                continue
+            ds = self._open(table)
+            if newest["batch_id"] not in ds.tags.list():
+                _tag(ds, newest["batch_id"], int(v))
+                out.append(f"{table}: tagged {newest['batch_id']} (its writer died before tagging)")
+        return out
 
     def heal(self) -> list[str]:
         """Recover if the lake needs it and no writer is active; never blocks."""
         if self.read_only:
             return []
-        head = self.head()
+        events = self._events()
+        head = self._head_cache = _versions_of(events)
         needs = any(self._open(t).version > head.get(t, 0) for t in DATA_TABLES)
+        if not needs and not storage.is_remote(self.uri):
+            # A writer that died before committing anything leaves a batch that says running.
+            needs = any(e["status"] in ("running", "chunk") and not _alive(e["pid"])
+                        for e in _last_events(events).values())
         if not needs:
             return []
         cm = try_lock(self.uri)
@@ -448,6 +478,32 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+def _last_events(events: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per batch, its newest event."""
+    last: dict[str, dict[str, Any]] = {}
+    for e in events.to_pylist():
+        cur = last.get(e["batch_id"])
+        if cur is None or e["seq"] > cur["seq"]:
+            last[e["batch_id"]] = e
+    return last
+
+
+#: Transaction property naming the batch a Lance commit belongs to (read back by recovery).
+TXN_BATCH_KEY = "vidlake:batch_id"
+
+
+def _committing_batch(ds: lance.LanceDataset, version: int) -> str | None:
+    """The batch whose commit made `version` of `ds`, when the commit recorded it."""
+    try:
+        txn = ds.read_transaction(version)
+    except Exception:  # an old or foreign commit without a readable transaction file
+        return None
+    props = (txn.transaction_properties or {}) if txn is not None else {}
+    name = props.get(TXN_BATCH_KEY) or props.get("__lance_commit_message") or ""
+    m = re.search(r"batch-\d{4,}", name)
+    return m.group(0) if m else None
+
+
 def _next_seq(events: pa.Table, batch_id: str) -> int:
     seqs = [s for b, s in zip(events.column("batch_id").to_pylist(),
                                events.column("seq").to_pylist(), strict=True) if b == batch_id]
@@ -525,7 +581,7 @@ class Batch:
         import lance.fragment
 
         ds = self.lake._open(table)
-        target = schema or ds.schema
+        target = schema or _writable_schema(ds.schema, table)
         failure: list[BaseException] = []
         reader = _as_reader(data, target, failure)
         try:
@@ -606,10 +662,19 @@ class Batch:
                 uri = lake.table_uri(st.table)
                 if st.kind == "restore":
                     lake._open(st.table, st.transaction).restore()
-                else:
+                elif isinstance(st.transaction, lance.Transaction):
+                    st.transaction.transaction_properties = {
+                        **(st.transaction.transaction_properties or {}),
+                        TXN_BATCH_KEY: self.batch_id,
+                    }
                     lance.LanceDataset.commit(
                         uri, st.transaction, read_version=st.read_version,
                         storage_options=lake._storage,
+                    )
+                else:
+                    lance.LanceDataset.commit(
+                        uri, st.transaction, read_version=st.read_version,
+                        storage_options=lake._storage, commit_message=f"vidlake {self.batch_id}",
                     )
                 self._changed.add(st.table)
             self._staged.clear()
@@ -624,6 +689,22 @@ class Batch:
             if status == "committed":
                 for table in sorted(self._changed):
                     _tag(lake._open(table), self.batch_id, versions[table])
+
+
+def _writable_schema(stored: pa.Schema, table: str) -> pa.Schema:
+    """The stored schema with blob columns in the form writers give them (large_binary).
+
+    Lance reports a blob v2 column as an extension type; data is written to it as large_binary
+    with the `lance-encoding:blob` field metadata, as declared in schema.py.
+    """
+    declared = SCHEMAS.get(table)
+    fields = []
+    for f in stored:
+        if declared is not None and f.name in declared.names and _is_blob(f):
+            fields.append(declared.field(f.name))
+        else:
+            fields.append(f)
+    return pa.schema(fields, metadata=stored.metadata)
 
 
 def _tag(ds: lance.LanceDataset, name: str, version: int) -> None:

@@ -1,0 +1,140 @@
+"""Batches: the log, tags, as-of reads, diff and restore."""
+
+from __future__ import annotations
+
+import json
+
+import lance
+import numpy as np
+import pytest
+
+from vidprom_lake import open_lake, synth
+from vidprom_lake.errors import BatchNotFound, LakeExists, LakeNotFound, VidlakeError
+
+
+@pytest.fixture
+def three_batches(lake, tmp_path):
+    a = synth.write_vidprom_csv(tmp_path / "a.csv", 50, seed=1)
+    b = synth.write_vidprom_csv(tmp_path / "b.csv", 30, seed=2)
+    lake.ingest(a)                       # batch-0001
+    lake.ingest(b)                       # batch-0002
+    uuids = [r["uuid"] for r in synth.rows(50, seed=1)]
+    synth.write_embeddings_hdf5(tmp_path / "e.h5", uuids[:20], 8)
+    lake.ingest(tmp_path / "e.h5")       # batch-0003
+    return lake
+
+
+def test_log_records_every_batch(three_batches):
+    log = three_batches.log()
+    assert [b.batch_id for b in log] == [f"batch-000{i}" for i in range(4)]
+    assert [b.kind for b in log] == ["init", "ingest", "ingest", "attach-embeddings"]
+    assert all(b.status == "committed" for b in log)
+    ing = log[1]
+    assert ing.counts["rows_added"] == 50
+    assert len(ing.source_sha256) == 64
+    assert ing.params["format"] == "vidprom"
+    assert set(ing.versions) == {"prompts", "videos"}
+    assert log[3].counts["rows_updated"] == 20
+
+
+def test_tags_on_changed_tables(three_batches):
+    ds = lance.dataset(three_batches.table_uri("prompts"))
+    tags = ds.tags.list()
+    for b in three_batches.log():
+        assert tags[b.batch_id]["version"] == b.versions["prompts"]
+    vids = lance.dataset(three_batches.table_uri("videos")).tags.list()
+    assert "batch-0001" not in vids  # videos did not change in an ingest
+
+
+def test_as_of_reads_the_past(three_batches):
+    lake = three_batches
+    assert lake.as_of("batch-0001").count() == 50
+    assert lake.as_of("batch-0002").query("select count(*) n from prompts").to_pylist() == [{"n": 80}]
+    assert "embedding" not in lake.as_of("batch-0002").dataset("prompts").schema.names
+    past = lake.as_of("batch-0001")
+    assert past.read_only
+    assert [b.batch_id for b in past.log()] == ["batch-0000", "batch-0001"]
+    assert past.query("select count(*) n from batches").to_pylist() == [{"n": 2}]
+    with pytest.raises(VidlakeError, match="read-only"):
+        past.ingest  # noqa: B018 - attribute exists
+        past.batch("ingest")
+    with pytest.raises(BatchNotFound, match="batch-0099"):
+        lake.as_of("batch-0099")
+    with pytest.raises(BatchNotFound, match="not a batch id"):
+        lake.as_of("latest")
+
+
+def test_diff(three_batches):
+    d = {r["table"]: r for r in three_batches.diff("batch-0001", "batch-0003")}
+    assert (d["prompts"]["rows_from"], d["prompts"]["rows_to"]) == (50, 80)
+    assert (d["prompts"]["added"], d["prompts"]["removed"], d["prompts"]["changed"]) == (30, 0, 20)
+    assert d["videos"]["added"] == 0
+    assert "batch-0003:attach-embeddings" in d["prompts"]["batches"]
+
+
+def test_restore_keeps_history(three_batches):
+    lake = three_batches
+    info = lake.restore("batch-0001")
+    assert info.batch_id == "batch-0004" and info.kind == "restore"
+    lake = open_lake(lake.uri)
+    assert lake.count() == 50
+    assert "embedding" not in lake.dataset("prompts").schema.names
+    # history is still there and can be restored again
+    assert lake.as_of("batch-0003").count() == 80
+    lake.restore("batch-0003")
+    lake = open_lake(lake.uri)
+    assert lake.count() == 80 and lake.count(where="embedding IS NOT NULL") == 20
+    # and writing after a restore works
+    lake.ingest(synth.write_vidprom_csv(lake.uri + "/../c.csv", 5, seed=9))
+    assert open_lake(lake.uri).count() == 85
+
+
+def test_create_and_open_errors(tmp_path):
+    from vidprom_lake import create_lake
+
+    with pytest.raises(LakeNotFound, match="vidlake init"):
+        open_lake(tmp_path / "none")
+    create_lake(tmp_path / "l")
+    with pytest.raises(LakeExists):
+        create_lake(tmp_path / "l")
+    assert create_lake(tmp_path / "l", exist_ok=True).count() == 0
+
+
+def test_failed_batch_is_logged_and_commits_nothing(lake, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("uuid,prompt,time\n,x,not a time\n")
+    with pytest.raises(VidlakeError):
+        lake.ingest(bad)
+    last = lake.log()[-1]
+    assert last.status == "failed" and "bad timestamp" in last.message
+    assert lake.count() == 0
+    assert lake.query("select status from batches order by batch_id desc limit 1").to_pylist() == [
+        {"status": "failed"}]
+
+
+def test_secrets_never_reach_the_log(lake):
+    with lake.batch("custom", params={"api_key": "sk-123", "nested": {"token": "t"}, "ok": 1}) as b:
+        b.counts["rows_added"] = 0
+    raw = lake._open("batches").to_table().to_pylist()
+    assert "sk-123" not in json.dumps(raw, default=str)
+    assert lake.log()[-1].params == {"nested": {}, "ok": 1}
+
+
+def test_polars_and_point_lookup(three_batches):
+    import polars as pl
+
+    lf = three_batches.to_polars("prompts")
+    assert isinstance(lf, pl.LazyFrame)
+    df = lf.filter(pl.col("toxicity") > 0.5).select("uuid", "prompt").collect()
+    assert df.height == three_batches.count(where="toxicity > 0.5")
+    full = three_batches.to_polars("prompts", lazy=False, vectors=True)
+    assert "embedding" in full.columns and "embedding" not in lf.collect_schema().names()
+    v = three_batches.to_polars("videos", lazy=False)
+    assert "video" not in v.columns
+    some = df["uuid"][0] if df.height else full["uuid"][0]
+    rec = three_batches.get_prompt(some)
+    assert rec["uuid"] == some
+    assert three_batches.get_prompt("00000000-0000-5000-8000-000000000000") is None
+    vec = three_batches.get_prompt(full.filter(pl.col("embedding").is_not_null())["uuid"][0],
+                                   vectors=True)["embedding"]
+    assert len(vec) == 8 and np.isfinite(vec).all()
