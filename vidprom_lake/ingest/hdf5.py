@@ -151,13 +151,16 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                 new_frags = []
                 schema = None
                 done = 0
+                # Counted here: Lance calls the UDF on its own runtime, where a dataset call
+                # such as count_rows() panics ("Cannot start a runtime from within a runtime").
+                total_rows = ds.count_rows()
                 for frag in ds.get_fragments():
                     def udf(batch: pa.RecordBatch) -> pa.RecordBatch:
                         nonlocal done
                         arr, _ = embed_batch(batch)
                         done += batch.num_rows
                         if opts.progress:
-                            opts.progress(done, ds.count_rows())
+                            opts.progress(done, total_rows)
                         return pa.RecordBatch.from_arrays([arr], schema=pa.schema([field]))
 
                     def guarded(batch: pa.RecordBatch, udf: Any = udf) -> pa.RecordBatch:
