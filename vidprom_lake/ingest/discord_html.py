@@ -1,0 +1,301 @@
+"""Streaming reader of DiscordChatExporter HTML exports (one channel per file).
+
+DiscordChatExporter (2.34 and later, the version VidProM's exports came from) writes a preamble,
+then one ``<div class="chatlog__message-group">`` per run of messages by one author, each message
+a ``<div id="chatlog__message-container-{id}" class="chatlog__message-container" ...>`` holding
+the header (author, BOT tag, timestamp: first message of a group only), an optional reply block,
+the content (``<span class="chatlog__markdown-preserve">``), the ``(edited)`` mark and the
+attachments, then a postamble (``<div class="postamble">``).
+
+The file is read in blocks and cut at those container markers, so memory holds one block and one
+message at a time, never the document. The exporter HTML-encodes every user string, so a marker
+can never occur inside message text; within one message the fields are found by the template's
+class names, and the content span is cut by counting nested ``<span>`` tags. The content is kept
+as the exact HTML source (entities, emoji ``<img>`` tags and mention spans included): VidProM's
+prompts are that source text, which is why its CSV carries ``&quot;`` and ``&#39;``.
+
+Times: the message id is a Discord snowflake, which encodes the UTC instant to the millisecond;
+the displayed timestamp (the exporter's local time, minute precision) gives the offset when it
+parses.
+"""
+
+from __future__ import annotations
+
+import html
+import mimetypes
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from ..errors import InputError
+from .discord import Attachment, Message, snowflake_time
+
+BLOCK = 1 << 22
+_MARK = re.compile(
+    rb'<div (?:class="chatlog__message-group"|id="chatlog__message-container-(\d+)"|'
+    rb'class="postamble")'
+)
+_AUTHOR = re.compile(rb'<span class="chatlog__author"([^>]*)>(.*?)</span>', re.S)
+_ATTR = re.compile(rb'([\w-]+)="([^"]*)"')
+_BOT_TAG = re.compile(rb'<span class="chatlog__author-tag">(BOT|SERVER)</span>')
+_TIMESTAMP = re.compile(
+    rb'class="chatlog__(?:timestamp|short-timestamp|system-notification-timestamp)" title="([^"]*)"'
+)
+_REPLY = re.compile(rb'<div class="chatlog__reply">(.*?)(?=<div class="chatlog__header"|'
+                    rb'<div class="chatlog__content|<div class="chatlog__attachment|\Z)', re.S)
+_REPLY_AUTHOR = re.compile(rb'<div class="chatlog__reply-author"([^>]*)>')
+_REPLY_TARGET = re.compile(rb"scrollToMessage\(event, '(\d+)'\)")
+_REPLY_USED = re.compile(rb'<div class="chatlog__reply-content">\s*used /([^\s<]+)')
+_CONTENT = re.compile(rb'<div class="chatlog__content chatlog__markdown">\s*'
+                      rb'(?:<span class="chatlog__markdown-preserve">)?')
+_SPAN_TAG = re.compile(rb"<span\b|</span>")
+_EDITED = re.compile(rb'<span class="chatlog__edited-timestamp"')
+_MEDIA = re.compile(
+    rb'(?:<img class="chatlog__attachment-media"|<source) src="([^"]*)"[^>]*?'
+    rb'title="(Image|Video|Audio): ([^"]*) \(([^()"]*)\)"'
+)
+_GENERIC = re.compile(
+    rb'<div class="chatlog__attachment-generic-name">\s*<a href="([^"]*)">\s*(.*?)\s*</a>\s*'
+    rb'</div>\s*<div class="chatlog__attachment-generic-size">\s*(.*?)\s*</div>', re.S
+)
+_MENTION = re.compile(rb'<span class="chatlog__markdown-mention" title="([^"]*)"')
+_PREAMBLE_ENTRY = re.compile(rb'<div class="preamble__entry">(.*?)</div>', re.S)
+_TITLE = re.compile(rb"<title>(.*?)</title>", re.S)
+_SIZE = re.compile(r"([\d.,]+)\s*(bytes|B|KB|MB|GB|TB)", re.I)
+_UNITS = {"bytes": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+WMM_OPEN, WMM_CLOSE = "<!--wmm:ignore-->", "<!--/wmm:ignore-->"
+# The exporter's "f" date format in the cultures users run it with most; others keep no offset.
+_DATE_FORMATS = ("%A, %B %d, %Y %I:%M %p", "%A, %d %B %Y %H:%M", "%m/%d/%Y %I:%M %p",
+                 "%d/%m/%Y %H:%M", "%Y-%m-%d %H:%M", "%d-%b-%y %I:%M %p", "%A, %B %d, %Y %H:%M")
+
+
+def looks_like_export(head: bytes) -> bool:
+    return b"chatlog__" in head or b'class="preamble' in head
+
+
+def size_bytes(text: str) -> int | None:
+    """The byte count of an exporter size string such as ``1.23 MB`` (an estimate)."""
+    m = _SIZE.search(text)
+    if not m:
+        return None
+    try:
+        value = float(m.group(1).replace(",", ""))
+    except ValueError:
+        return None
+    return int(round(value * _UNITS[m.group(2).lower()]))
+
+
+def _attrs(raw: bytes) -> dict[bytes, str]:
+    return {k: html.unescape(v.decode("utf-8", "replace")) for k, v in _ATTR.findall(raw)}
+
+
+def _offset(text: str | None, utc: datetime) -> str | None:
+    """The exporter's UTC offset, from its displayed local time (minute precision)."""
+    if not text:
+        return None
+    for fmt in _DATE_FORMATS:
+        try:
+            local = datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+        naive = utc.replace(tzinfo=None, second=0, microsecond=0)
+        minutes = round((local - naive).total_seconds() / 60 / 15) * 15
+        if abs(minutes) > 14 * 60:
+            return None
+        sign = "+" if minutes >= 0 else "-"
+        return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    return None
+
+
+def _content(seg: bytes) -> bytes | None:
+    """The HTML source inside the content span, nested spans included."""
+    m = _CONTENT.search(seg)
+    if not m:
+        return b""  # no text (attachments only)
+    start = m.end()
+    if not m.group(0).endswith(b'preserve">'):
+        return b""  # an edited message with no text keeps only its "(edited)" mark
+    depth = 1
+    for t in _SPAN_TAG.finditer(seg, start):
+        depth += 1 if t.group(0) == b"<span" else -1
+        if depth == 0:
+            return seg[start:t.start()]
+    return None  # no closing tag: the message is cut
+
+
+def _attachments(seg: bytes) -> list[Attachment]:
+    out: list[Attachment] = []
+    for url, kind, name, size in _MEDIA.findall(seg):
+        fname = html.unescape(name.decode("utf-8", "replace"))
+        stext = size.decode("utf-8", "replace")
+        ctype = mimetypes.guess_type(fname)[0] or f"{kind.decode().lower()}/*"
+        out.append(Attachment(html.unescape(url.decode("utf-8", "replace")), fname,
+                              size_bytes(stext), ctype, stext))
+    for url, name, size in _GENERIC.findall(seg):
+        fname = html.unescape(name.decode("utf-8", "replace")).strip()
+        stext = html.unescape(size.decode("utf-8", "replace")).strip()
+        out.append(Attachment(html.unescape(url.decode("utf-8", "replace")), fname,
+                              size_bytes(stext), mimetypes.guess_type(fname)[0], stext))
+    return out
+
+
+class HtmlExport:
+    """Iterate the messages of one export; `channel`/`guild` are known after the first message."""
+
+    def __init__(self, path: str, fh: BinaryIO):
+        self.path = path
+        self.fh = fh
+        self.channel: str | None = None
+        self.guild: str | None = None
+        self.bytes_read = 0
+
+    def _preamble(self, head: bytes) -> None:
+        entries = [html.unescape(e.decode("utf-8", "replace")).strip()
+                   for e in _PREAMBLE_ENTRY.findall(head)]
+        if len(entries) >= 2:
+            self.guild = entries[0]
+            self.channel = entries[1].split(" / ")[-1].strip()
+        else:
+            t = _TITLE.search(head)
+            if t:
+                title = html.unescape(t.group(1).decode("utf-8", "replace"))
+                self.guild, _, self.channel = title.rpartition(" - ")
+
+    def messages(self) -> Iterator[Message]:
+        path = self.path
+        buf = b""
+        eof = False
+        seen_marker = False
+        postamble = False
+        author: tuple[str, str, bool, str | None] | None = None  # display, full, bot, user id
+        last_id = None
+        offset_base = 0  # file offset of buf[0]
+        while not postamble:
+            if not eof:
+                block = self.fh.read(BLOCK)
+                self.bytes_read += len(block)
+                if not block:
+                    eof = True
+                buf += block
+            marks = list(_MARK.finditer(buf))
+            if not seen_marker:
+                if not marks:
+                    if eof or len(buf) > (8 << 20):
+                        if not looks_like_export(buf[:1 << 20]):
+                            raise InputError("not a DiscordChatExporter HTML export (no chatlog "
+                                             "markup)", path=path)
+                        if eof:
+                            raise InputError("the export is truncated: it ends before its first "
+                                             "message or its closing postamble", path=path)
+                    continue
+                if not looks_like_export(buf[:marks[0].start()] or buf[:4096]):
+                    raise InputError("not a DiscordChatExporter HTML export", path=path)
+                self._preamble(buf[:marks[0].start()])
+                seen_marker = True
+            # every segment but the last is complete (the last, too, at end of file)
+            complete = len(marks) if eof else len(marks) - 1
+            for i in range(complete):
+                m = marks[i]
+                end = marks[i + 1].start() if i + 1 < len(marks) else len(buf)
+                seg = buf[m.start():end]
+                if seg.startswith(b'<div class="chatlog__message-group"'):
+                    author = None
+                    continue
+                if seg.startswith(b'<div class="postamble"'):
+                    postamble = True
+                    tail = seg + self.fh.read()
+                    if b"</html>" not in tail[-4096:]:
+                        raise InputError("the export is truncated inside its postamble",
+                                         path=path)
+                    break
+                msg, author = self._message(m.group(1), seg, author, offset_base + m.start())
+                last_id = msg.id
+                yield msg
+            if postamble:
+                break
+            if eof:
+                where = f"after message {last_id}" if last_id else "before its first message"
+                raise InputError(f"the export is truncated {where} (no closing postamble); "
+                                 "re-export the channel", path=path)
+            cut = marks[-1].start() if marks else len(buf)
+            if marks:
+                offset_base += cut
+                buf = buf[cut:]
+
+    def _message(self, mid: bytes, seg: bytes, author: tuple[str, str, bool, str | None] | None,
+                 at: int) -> tuple[Message, tuple[str, str, bool, str | None] | None]:
+        path = self.path
+        msg_id = mid.decode()
+        try:
+            system = b"chatlog__system-notification" in seg[:2000]
+            a = _AUTHOR.search(seg)
+            if a:
+                attrs = _attrs(a.group(1))
+                display = html.unescape(a.group(2).decode("utf-8"))
+                full = attrs.get(b"title", display)
+                author = (display, full, bool(_BOT_TAG.search(seg, a.end(), a.end() + 300)),
+                          attrs.get(b"data-user-id"))
+            if author is None and not system:
+                raise InputError(f"message {msg_id} has no author (its group has no header)",
+                                 path=path)
+            utc = snowflake_time(msg_id)
+            ts = _TIMESTAMP.search(seg)
+            ts_text = html.unescape(ts.group(1).decode("utf-8")) if ts else None
+            if utc is None:
+                utc = _parse_local(ts_text)
+                if utc is None:
+                    raise InputError(f"message {msg_id}: no usable time (the id is not a Discord "
+                                     f"snowflake and {ts_text!r} does not parse)", path=path)
+            reply_to = interaction = interaction_user = reply_author = None
+            reply_deleted = False
+            r = _REPLY.search(seg)
+            if r:
+                block = r.group(1)
+                ra = _REPLY_AUTHOR.search(block)
+                if ra:
+                    reply_author = _attrs(ra.group(1)).get(b"title")
+                rt = _REPLY_TARGET.search(block)
+                if rt:
+                    reply_to = rt.group(1).decode()
+                used = _REPLY_USED.search(block)
+                if used:
+                    interaction = html.unescape(used.group(1).decode("utf-8"))
+                    interaction_user, reply_author = reply_author, None
+                reply_deleted = b"chatlog__reply-unknown" in block
+            content_b = b"" if system else _content(seg)
+            if content_b is None:
+                raise InputError(f"message {msg_id}: the content is not closed (truncated or "
+                                 "damaged export)", path=path)
+            content = content_b.decode("utf-8")
+            if content.startswith(WMM_OPEN) and content.endswith(WMM_CLOSE):
+                content = content[len(WMM_OPEN):-len(WMM_CLOSE)]
+            mention = _MENTION.search(content_b)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"message {msg_id} is not valid UTF-8 ({exc.reason})",
+                             path=path) from exc
+        display, full, is_bot, user_id = author or ("", "", False, None)
+        msg = Message(
+            id=msg_id, time=utc, offset=_offset(ts_text, utc), time_text=ts_text,
+            author=display, author_full=full, author_is_bot=is_bot, content=content,
+            edited=bool(_EDITED.search(seg)), attachments=_attachments(seg), reply_to=reply_to,
+            reply_author=reply_author, reply_deleted=reply_deleted, interaction=interaction,
+            interaction_user=interaction_user,
+            mention=html.unescape(mention.group(1).decode("utf-8")) if mention else None,
+            system=system,
+        )
+        return msg, author
+
+
+def _parse_local(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text.strip(), fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+__all__ = ["HtmlExport", "looks_like_export", "size_bytes"]
