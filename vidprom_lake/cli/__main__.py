@@ -1,0 +1,3 @@
+from vidprom_lake.cli import main
+
+main()
