@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -43,24 +44,25 @@ def emit(table: pa.Table | list[dict[str, Any]], fmt: str, *, title: str | None 
         pq.write_table(table, output)
         click.echo(f"wrote {table.num_rows:,} rows to {output}", err=True)
         return
-    out = open(output, "w", newline="") if output else sys.stdout
-    try:
-        if fmt == "json":
-            rows = [{k: _plain(v) for k, v in r.items()} for r in table.to_pylist()]
-            out.write(json.dumps(rows, default=str, ensure_ascii=False, indent=1) + "\n")
-        elif fmt == "csv":
-            import csv
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(output, "w", newline="")) if output else sys.stdout
+        _write(table, fmt, out, title, max_width)
 
-            w = csv.writer(out)
-            w.writerow(table.column_names)
-            for r in table.to_pylist():
-                w.writerow([_plain(r[c]) if not isinstance(r[c], dict | list) else json.dumps(r[c], default=str)
-                            for c in table.column_names])
-        else:
-            _rich(table, title, max_width)
-    finally:
-        if output:
-            out.close()
+
+def _write(table: pa.Table, fmt: str, out: Any, title: str | None, max_width: int) -> None:
+    if fmt == "json":
+        rows = [{k: _plain(v) for k, v in r.items()} for r in table.to_pylist()]
+        out.write(json.dumps(rows, default=str, ensure_ascii=False, indent=1) + "\n")
+    elif fmt == "csv":
+        import csv
+
+        w = csv.writer(out)
+        w.writerow(table.column_names)
+        for r in table.to_pylist():
+            w.writerow([_plain(r[c]) if not isinstance(r[c], dict | list) else json.dumps(r[c], default=str)
+                        for c in table.column_names])
+    else:
+        _rich(table, title, max_width)
 
 
 def _rich(table: pa.Table, title: str | None, max_width: int) -> None:

@@ -163,14 +163,16 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                             opts.progress(done, total_rows)
                         return pa.RecordBatch.from_arrays([arr], schema=pa.schema([field]))
 
-                    def guarded(batch: pa.RecordBatch, udf: Any = udf) -> pa.RecordBatch:
+                    failure: list[BaseException] = []
+
+                    def guarded(batch: pa.RecordBatch, udf: Any = udf,
+                                failure: list[BaseException] = failure) -> pa.RecordBatch:
                         try:
                             return udf(batch)
                         except BaseException as exc:
                             failure.append(exc)
                             raise
 
-                    failure: list[BaseException] = []
                     try:
                         meta, schema = frag.merge_columns(guarded, columns=["uuid"],
                                                           batch_size=opts.chunk_rows)
