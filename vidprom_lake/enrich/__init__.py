@@ -98,7 +98,8 @@ def resolve(spec: str, kind: str) -> tuple[Enricher, str | None]:
         raise UnknownEnricher(f"unknown {kind} {name!r} in --model {spec!r}; known: {known} "
                               "(see `vidlake enrichers`)")
     if enr.kind != kind:
-        raise UnknownEnricher(f"{name!r} is a {enr.kind}; this needs a {kind} "
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise UnknownEnricher(f"{name!r} is a {enr.kind}; this needs {article} {kind} "
                               "(see `vidlake enrichers`)")
     return enr, (variant or enr.default_variant)
 
