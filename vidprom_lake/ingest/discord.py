@@ -59,19 +59,19 @@ DEFAULT_BOT = "Pika"
 #: then `` - @user``. The prompt keeps its flags and trailers (``-ar 16:9 -motion 4``,
 #: ``Message: 1 Attachment``, ``(Font: RETRO)``) and its spaces, exactly as written.
 DEFAULT_PROMPT_PATTERN = (
-    r"\A\s*(?:\*\*|<strong>)(?P<prompt>.+?)(?:\*\*|</strong>)"
+    r"(?s)\A\s*(?:\*\*|<strong>)(?P<prompt>.+?)(?:\*\*|</strong>)"
     r"(?:\s+-\s+(?:<@!?\d+>|<span class=\"chatlog__markdown-mention\"|@).*)?\s*\Z"
 )
 #: A text command, by anyone: ``/create prompt: <prompt>`` (the options after it stay in the
 #: prompt, as Pika echoed them; an ``image:`` option marks an image-to-video request).
-COMMAND_PATTERN = r"\A\s*/(?:create|generate|animate)\s+prompt:\s?(?P<prompt>.+?)\s*\Z"
+COMMAND_PATTERN = r"(?s)\A\s*/(?:create|generate|animate)\s+prompt:\s?(?P<prompt>.+?)\s*\Z"
 IMAGE_OPTION = re.compile(r"(?:^|\s)image:\s*\S", re.I)
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".avif")
 SPLIT_WINDOW = timedelta(seconds=120)  # parts of one bot reply, and its follow-up video
 SPLIT_MAX_PARTS = 16
 OPEN_MAX = 4096  # occurrences still open to a later reply / attachment
 OPEN_WINDOW = timedelta(minutes=30)
-SPILL_ROWS = 16_384
+SPILL_ROWS = 4096
 DISCORD_EPOCH_MS = 1_420_070_400_000
 ENV_SALT = "VIDLAKE_AUTHOR_SALT"
 FORMATS = ("discord-html", "discord-json")
@@ -179,7 +179,7 @@ class Config:
     def from_options(cls, opts: IngestOptions) -> Config:
         pat = opts.prompt_pattern or DEFAULT_PROMPT_PATTERN
         try:
-            rx = re.compile(pat, re.S)
+            rx = re.compile(pat, re.M)
         except re.error as exc:
             raise VidlakeError(f"--prompt-pattern {pat!r} is not a valid regular expression: "
                                f"{exc}") from exc
@@ -193,7 +193,7 @@ class Config:
         salt = opts.author_salt if opts.author_salt is not None else os.environ.get(ENV_SALT)
         return cls(
             bot=(opts.bot if opts.bot is not None else DEFAULT_BOT).strip().lower(),
-            pattern=rx, command=re.compile(COMMAND_PATTERN, re.S), since=since, until=until,
+            pattern=rx, command=re.compile(COMMAND_PATTERN), since=since, until=until,
             keep_images=bool(opts.keep_image_prompts),
             salt=salt.encode() if salt else None, max_chars=opts.max_prompt_chars,
             skip_bad=opts.skip_bad, source=opts.source or "discord",
@@ -326,7 +326,8 @@ class Extractor:
         self.report.messages += 1
         if msg.system:
             return
-        self._expire(msg.time)
+        if self.open and (self.report.messages & 63 == 0 or len(self.open) > OPEN_MAX):
+            self._expire(msg.time)
         cfg = self.cfg
         if cfg.is_bot(msg):
             self._bot_message(msg)
@@ -598,7 +599,7 @@ def _aggregate_sql(spill_path: str) -> str:
 
 def _rows(con: Any, spill_path: str, lake_uuids: np.ndarray, report: DiscordReport,
           source: str, batch_id: str) -> Iterator[pa.RecordBatch]:
-    reader = con.execute(_aggregate_sql(spill_path)).fetch_record_batch(BATCH_ROWS)
+    reader = con.execute(_aggregate_sql(spill_path)).to_arrow_reader(BATCH_ROWS)
     for batch in reader:
         n = batch.num_rows
         report.unique_prompts += n

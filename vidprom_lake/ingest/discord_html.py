@@ -21,6 +21,8 @@ parses.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import html
 import mimetypes
 import re
@@ -31,26 +33,25 @@ from typing import BinaryIO
 from ..errors import InputError
 from .discord import Attachment, Message, snowflake_time
 
-BLOCK = 1 << 22
+BLOCK = 1 << 20
 _MARK = re.compile(
     rb'<div (?:class="chatlog__message-group"|id="chatlog__message-container-(\d+)"|'
     rb'class="postamble")'
 )
-_AUTHOR = re.compile(rb'<span class="chatlog__author"([^>]*)>(.*?)</span>', re.S)
-_ATTR = re.compile(rb'([\w-]+)="([^"]*)"')
+_AUTHOR = re.compile(rb'<span class="chatlog__author"[^>]*?(?: title="([^"]*)")?'
+                     rb'(?:[^>]*? data-user-id="(\d+)")?[^>]*>(.*?)</span>', re.S)
 _BOT_TAG = re.compile(rb'<span class="chatlog__author-tag">(BOT|SERVER)</span>')
 _TIMESTAMP = re.compile(
     rb'class="chatlog__(?:timestamp|short-timestamp|system-notification-timestamp)" title="([^"]*)"'
 )
 _REPLY = re.compile(rb'<div class="chatlog__reply">(.*?)(?=<div class="chatlog__header"|'
                     rb'<div class="chatlog__content|<div class="chatlog__attachment|\Z)', re.S)
-_REPLY_AUTHOR = re.compile(rb'<div class="chatlog__reply-author"([^>]*)>')
+_REPLY_AUTHOR = re.compile(rb'<div class="chatlog__reply-author"[^>]*? title="([^"]*)"')
 _REPLY_TARGET = re.compile(rb"scrollToMessage\(event, '(\d+)'\)")
 _REPLY_USED = re.compile(rb'<div class="chatlog__reply-content">\s*used /([^\s<]+)')
 _CONTENT = re.compile(rb'<div class="chatlog__content chatlog__markdown">\s*'
                       rb'(?:<span class="chatlog__markdown-preserve">)?')
 _SPAN_TAG = re.compile(rb"<span\b|</span>")
-_EDITED = re.compile(rb'<span class="chatlog__edited-timestamp"')
 _MEDIA = re.compile(
     rb'(?:<img class="chatlog__attachment-media"|<source) src="([^"]*)"[^>]*?'
     rb'title="(Image|Video|Audio): ([^"]*) \(([^()"]*)\)"'
@@ -86,26 +87,55 @@ def size_bytes(text: str) -> int | None:
     return int(round(value * _UNITS[m.group(2).lower()]))
 
 
-def _attrs(raw: bytes) -> dict[bytes, str]:
-    return {k: html.unescape(v.decode("utf-8", "replace")) for k, v in _ATTR.findall(raw)}
+def _text(raw: bytes) -> str:
+    """Decoded, entity-decoded text of an attribute value or a text node."""
+    s = raw.decode("utf-8")
+    return html.unescape(s) if "&" in s else s
+
+
+_EN_US_F = re.compile(r"\A\w+, (\w+) (\d{1,2}), (\d{4}) (\d{1,2}):(\d{2}) ([AP]M)\Z")
+_MONTHS = {m: i for i, m in enumerate(
+    ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+     "October", "November", "December"), 1)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _local(text: str) -> datetime | None:
+    """The displayed local time (naive), in the exporter's common formats."""
+    m = _EN_US_F.match(text)  # en-US "f", the default: one regex instead of strptime
+    if m and m.group(1) in _MONTHS:
+        hour = int(m.group(4)) % 12 + (12 if m.group(6) == "PM" else 0)
+        with contextlib.suppress(ValueError):
+            return datetime(int(m.group(3)), _MONTHS[m.group(1)], int(m.group(2)), hour,
+                            int(m.group(5)))
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
 
 
 def _offset(text: str | None, utc: datetime) -> str | None:
     """The exporter's UTC offset, from its displayed local time (minute precision)."""
-    if not text:
+    local = _local(text.strip()) if text else None
+    if local is None:
         return None
-    for fmt in _DATE_FORMATS:
-        try:
-            local = datetime.strptime(text.strip(), fmt)
-        except ValueError:
-            continue
-        naive = utc.replace(tzinfo=None, second=0, microsecond=0)
-        minutes = round((local - naive).total_seconds() / 60 / 15) * 15
-        if abs(minutes) > 14 * 60:
-            return None
-        sign = "+" if minutes >= 0 else "-"
-        return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-    return None
+    naive = utc.replace(tzinfo=None, second=0, microsecond=0)
+    minutes = round((local - naive).total_seconds() / 60 / 15) * 15
+    if abs(minutes) > 14 * 60:
+        return None
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _mime(name: str) -> str | None:
+    return _mime_ext(name[name.rfind("."):].lower() if "." in name else "")
+
+
+@functools.lru_cache(maxsize=256)
+def _mime_ext(ext: str) -> str | None:
+    return mimetypes.guess_type("x" + ext)[0]
 
 
 def _content(seg: bytes) -> bytes | None:
@@ -126,17 +156,17 @@ def _content(seg: bytes) -> bytes | None:
 
 def _attachments(seg: bytes) -> list[Attachment]:
     out: list[Attachment] = []
+    if b'<div class="chatlog__attachment' not in seg:
+        return out
     for url, kind, name, size in _MEDIA.findall(seg):
-        fname = html.unescape(name.decode("utf-8", "replace"))
+        fname = _text(name)
         stext = size.decode("utf-8", "replace")
-        ctype = mimetypes.guess_type(fname)[0] or f"{kind.decode().lower()}/*"
-        out.append(Attachment(html.unescape(url.decode("utf-8", "replace")), fname,
-                              size_bytes(stext), ctype, stext))
+        ctype = _mime(fname) or f"{kind.decode().lower()}/*"
+        out.append(Attachment(_text(url), fname, size_bytes(stext), ctype, stext))
     for url, name, size in _GENERIC.findall(seg):
-        fname = html.unescape(name.decode("utf-8", "replace")).strip()
-        stext = html.unescape(size.decode("utf-8", "replace")).strip()
-        out.append(Attachment(html.unescape(url.decode("utf-8", "replace")), fname,
-                              size_bytes(stext), mimetypes.guess_type(fname)[0], stext))
+        fname = _text(name).strip()
+        stext = _text(size).strip()
+        out.append(Attachment(_text(url), fname, size_bytes(stext), _mime(fname), stext))
     return out
 
 
@@ -194,7 +224,9 @@ class HtmlExport:
                 self._preamble(buf[:marks[0].start()])
                 seen_marker = True
             # every segment but the last is complete (the last, too, at end of file)
-            complete = len(marks) if eof else len(marks) - 1
+            complete = len(marks) - 1
+            if eof and marks and buf.startswith(b'<div class="postamble"', marks[-1].start()):
+                complete = len(marks)  # else the last message is cut: reported below
             for i in range(complete):
                 m = marks[i]
                 end = marks[i + 1].start() if i + 1 < len(marks) else len(buf)
@@ -229,19 +261,18 @@ class HtmlExport:
         msg_id = mid.decode()
         try:
             system = b"chatlog__system-notification" in seg[:2000]
-            a = _AUTHOR.search(seg)
+            a = _AUTHOR.search(seg) if b'<div class="chatlog__header">' in seg else None
             if a:
-                attrs = _attrs(a.group(1))
-                display = html.unescape(a.group(2).decode("utf-8"))
-                full = attrs.get(b"title", display)
+                display = _text(a.group(3))
+                full = _text(a.group(1)) if a.group(1) is not None else display
                 author = (display, full, bool(_BOT_TAG.search(seg, a.end(), a.end() + 300)),
-                          attrs.get(b"data-user-id"))
+                          a.group(2).decode() if a.group(2) else None)
             if author is None and not system:
                 raise InputError(f"message {msg_id} has no author (its group has no header)",
                                  path=path)
             utc = snowflake_time(msg_id)
             ts = _TIMESTAMP.search(seg)
-            ts_text = html.unescape(ts.group(1).decode("utf-8")) if ts else None
+            ts_text = _text(ts.group(1)) if ts else None
             if utc is None:
                 utc = _parse_local(ts_text)
                 if utc is None:
@@ -249,18 +280,18 @@ class HtmlExport:
                                      f"snowflake and {ts_text!r} does not parse)", path=path)
             reply_to = interaction = interaction_user = reply_author = None
             reply_deleted = False
-            r = _REPLY.search(seg)
+            r = _REPLY.search(seg) if b'<div class="chatlog__reply">' in seg else None
             if r:
                 block = r.group(1)
                 ra = _REPLY_AUTHOR.search(block)
                 if ra:
-                    reply_author = _attrs(ra.group(1)).get(b"title")
+                    reply_author = _text(ra.group(1))
                 rt = _REPLY_TARGET.search(block)
                 if rt:
                     reply_to = rt.group(1).decode()
                 used = _REPLY_USED.search(block)
                 if used:
-                    interaction = html.unescape(used.group(1).decode("utf-8"))
+                    interaction = _text(used.group(1))
                     interaction_user, reply_author = reply_author, None
                 reply_deleted = b"chatlog__reply-unknown" in block
             content_b = b"" if system else _content(seg)
@@ -270,7 +301,7 @@ class HtmlExport:
             content = content_b.decode("utf-8")
             if content.startswith(WMM_OPEN) and content.endswith(WMM_CLOSE):
                 content = content[len(WMM_OPEN):-len(WMM_CLOSE)]
-            mention = _MENTION.search(content_b)
+            mention = _MENTION.search(content_b) if b"chatlog__markdown-mention" in content_b else None
         except UnicodeDecodeError as exc:
             raise InputError(f"message {msg_id} is not valid UTF-8 ({exc.reason})",
                              path=path) from exc
@@ -278,10 +309,10 @@ class HtmlExport:
         msg = Message(
             id=msg_id, time=utc, offset=_offset(ts_text, utc), time_text=ts_text,
             author=display, author_full=full, author_is_bot=is_bot, content=content,
-            edited=bool(_EDITED.search(seg)), attachments=_attachments(seg), reply_to=reply_to,
+            edited=b'<span class="chatlog__edited-timestamp"' in seg, attachments=_attachments(seg), reply_to=reply_to,
             reply_author=reply_author, reply_deleted=reply_deleted, interaction=interaction,
             interaction_user=interaction_user,
-            mention=html.unescape(mention.group(1).decode("utf-8")) if mention else None,
+            mention=_text(mention.group(1)) if mention else None,
             system=system,
         )
         return msg, author
