@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -275,7 +276,7 @@ class Lake:
         dead = [
             e for b, e in sorted(last.items(), key=lambda kv: batch_number(kv[0]))
             if e["status"] in ("running", "chunk")
-            and (b in culprits or (local and not _alive(e["pid"])))
+            and (b in culprits or _writer_dead(e, local))
         ]
         if done and not dead:
             running = [b for b, e in last.items() if e["status"] in ("running", "chunk")]
@@ -322,9 +323,10 @@ class Lake:
         events = self._events()
         head = self._head_cache = _versions_of(events)
         needs = any(self._open(t).version > head.get(t, 0) for t in DATA_TABLES)
-        if not needs and not storage.is_remote(self.uri):
+        if not needs:
             # A writer that died before committing anything leaves a batch that says running.
-            needs = any(e["status"] in ("running", "chunk") and not _alive(e["pid"])
+            local = not storage.is_remote(self.uri)
+            needs = any(e["status"] in ("running", "chunk") and _writer_dead(e, local)
                         for e in _last_events(events).values())
         if not needs:
             return []
@@ -478,6 +480,27 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+def _writer_note() -> str:
+    """Who writes a batch, kept in its running event so recovery can tell a dead writer."""
+    return f"writer {socket.gethostname()} pid {os.getpid()}"
+
+
+_WRITER_RE = re.compile(r"^writer (\S+) pid (\d+)$")
+
+
+def _writer_dead(event: dict[str, Any], local: bool) -> bool:
+    """Whether the process that wrote a running/chunk event is gone.
+
+    A local lake has one machine: a dead pid says it. On an object store only a writer on this
+    same host can be checked; elsewhere, recovery relies on the batch named by its commit.
+    """
+    if not local:
+        m = _WRITER_RE.match(event.get("message") or "")
+        if not m or m.group(1) != socket.gethostname():
+            return False
+    return not _alive(event["pid"])
+
+
 def _last_events(events: pa.Table) -> dict[str, dict[str, Any]]:
     """Per batch, its newest event."""
     last: dict[str, dict[str, Any]] = {}
@@ -554,7 +577,7 @@ class Batch:
             lake._append_event(
                 self.batch_id, self._seq, "running", kind=self.kind, source=self.source,
                 source_sha256=self.source_sha256, params=self.params,
-                provenance=self.provenance, started_at=self._started,
+                provenance=self.provenance, started_at=self._started, message=_writer_note(),
             )
             lake._invalidate()
         return self

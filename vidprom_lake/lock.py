@@ -79,8 +79,10 @@ def _flock(root: str, timeout: float) -> Iterator[None]:
 def _s3_client() -> Any:
     import boto3
 
-    endpoint = os.environ.get("AWS_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint)
+    env = os.environ
+    endpoint = env.get("AWS_ENDPOINT") or env.get("AWS_ENDPOINT_URL")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region)
 
 
 @contextlib.contextmanager
@@ -102,7 +104,7 @@ def _s3_lease(root: str, timeout: float) -> Iterator[None]:
 
     while True:
         try:
-            client.put_object(Bucket=bucket, Key=key, Body=body(), IfNoneMatch="*")
+            etag = client.put_object(Bucket=bucket, Key=key, Body=body(), IfNoneMatch="*")["ETag"]
             break
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -122,11 +124,22 @@ def _s3_lease(root: str, timeout: float) -> Iterator[None]:
             time.sleep(0.2)
 
     stop = threading.Event()
+    lease: dict[str, str | None] = {"etag": etag}
 
     def renew() -> None:
+        # Conditional on our own last write: a lease another process took over (because ours
+        # expired, e.g. this process was stalled) is never overwritten.
         while not stop.wait(LEASE_SECONDS / 3):
-            with contextlib.suppress(Exception):
-                client.put_object(Bucket=bucket, Key=key, Body=body())
+            try:
+                lease["etag"] = client.put_object(Bucket=bucket, Key=key, Body=body(),
+                                                  IfMatch=lease["etag"])["ETag"]
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                    lease["etag"] = None  # lost it; leave the new holder's lease alone
+                    return
+            except Exception:  # a transient error: retry at the next tick
+                continue
 
     thread = threading.Thread(target=renew, daemon=True)
     thread.start()
@@ -135,5 +148,24 @@ def _s3_lease(root: str, timeout: float) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+        if lease["etag"]:
+            _release(client, bucket, key, lease["etag"], token)
+
+
+def _release(client: Any, bucket: str, key: str, etag: str, token: str) -> None:
+    """Delete our lease, and only ours (conditional delete where the store supports it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("PreconditionFailed", "412", "NoSuchKey"):
+            return  # not ours any more
+        # A store without conditional deletes: check the token, then delete.
         with contextlib.suppress(Exception):
-            client.delete_object(Bucket=bucket, Key=key)
+            got = client.get_object(Bucket=bucket, Key=key)
+            if json.loads(got["Body"].read()).get("token") == token:
+                client.delete_object(Bucket=bucket, Key=key)
+    except Exception:
+        pass  # the lease expires on its own
