@@ -286,6 +286,9 @@ class FakeScoreSession(ScoreSession):
         vals = np.array([zlib.crc32(t.encode()) % 1000 / 1000 for t in texts], np.float32)
         return ScoreResult({lab: vals for lab in self.labels}, ok, [])
 
+    def provenance(self) -> dict[str, Any]:
+        return {"backend": "fake", "model": self.model_id, "versions": {}}
+
 
 class FakeScorer(Enricher):
     name = "fakescore"
