@@ -564,7 +564,7 @@ def parse_file(path: str, fmt: str | None, cfg: Config, report: DiscordReport,
         raise InputError("not a DiscordChatExporter export (expected its HTML or JSON)",
                          path=path)
     try:
-        raw = open(path, "rb")
+        raw = open(path, "rb")  # noqa: SIM115 (closed by the with below)
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror}", path=path) from exc
     with raw:
