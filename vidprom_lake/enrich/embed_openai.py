@@ -271,6 +271,9 @@ class OpenAIEmbeddings(Enricher):
             return []
         return [f"{ENV_KEY} (or --base-url for a compatible server)"]
 
+    def model_id(self, variant: str | None) -> str | None:
+        return f"openai:{variant or self.default_variant}"
+
     def open(self, variant: str | None, **options: Any) -> OpenAISession:
         self.require("OpenAI embeddings")
         model = variant or self.default_variant

@@ -218,9 +218,12 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
     if existing is not None and not is_vector_field(existing):
         raise SchemaError(f"column {column!r} is not a vector column ({existing.type}); "
                           "choose another --column")
-    same_spec = (existing is not None and meta.get("vidlake:spec") == model
-                 and meta.get("vidlake:dimensions_param", "null") == json.dumps(dimensions)
-                 and meta.get("vidlake:dtype") == dtype)
+    # Same model (known without loading it), same size, same precision: only NULLs are work.
+    cheap_id = enr.model_id(variant)
+    same_spec = (existing is not None and cheap_id is not None
+                 and meta.get("vidlake:model") == cheap_id
+                 and (dimensions is None or meta.get("vidlake:dims") == str(dimensions))
+                 and meta.get("vidlake:dtype", "float32") == dtype)
     if same_spec and not recompute:
         missing = f"{_q(column)} IS NULL"
         todo = _count(ds, _filter(missing, where), where)
@@ -279,6 +282,11 @@ def _embed(lake: Lake, sess: EmbedSession, report: EnrichReport, *, model: str, 
     if limit is not None:
         total = min(total, limit)
     report.rows_todo = total
+    if total == 0 and not drop:
+        report.dims = sess.dims
+        report.notes.append(f"nothing to do: every selected prompt has {column}")
+        report.seconds = time.perf_counter() - t_start
+        return report
     prov = sess.provenance()
     report.provenance = prov
     params = {"model": model, "column": column, "text_column": text_column,
