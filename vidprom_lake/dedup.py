@@ -1,0 +1,1028 @@
+"""Semantic dedup (VidProS) and similarity search.
+
+**Semantics.** Prompts that have a vector in the embedding column are taken in time order (ties
+broken by uuid; prompts without a time come last, by uuid). A prompt is *kept*
+(``unique_semantic = true``) if its cosine similarity to every earlier kept prompt is below the
+threshold; otherwise it is a duplicate: ``dup_of`` is the most similar earlier kept prompt (ties:
+the earliest) and ``dup_similarity`` that similarity. With threshold 0.8 the kept prompts are
+VidProM's VidProS subset. Every decided row carries ``dedup_run``, a JSON object with the
+threshold, embedding column, model, dims, mode and batch that decided it.
+
+**Similarity** is the cosine of the two vectors after each is normalised to a float32 unit
+vector; where a decision or a tie depends on the last digits (the similarity lies within the
+float32 error bound of the threshold or of the best candidate), it is recomputed as the
+correctly rounded (``math.fsum``) dot product of those float32 vectors, so exact mode gives the
+same answer however the work is split into blocks.
+
+**Incremental.** A run reuses the decisions of the longest time-ordered prefix that an earlier
+run with the same threshold, column, model and dims decided (an exact run reuses only exact
+decisions) and decides everything after it. New prompts later than every decided prompt are
+therefore the only ones decided; a new prompt *earlier* than decided ones makes those later
+prompts be decided again (the report says how many); a changed threshold or model is a full
+recompute, and the report says so. The result always equals a full recompute in the same order
+(exactly so in exact mode).
+
+**Modes.** Exact mode compares every prompt with every earlier kept prompt (float32 matrix
+products in blocks, the kept set streamed from the lake in chunks when it does not fit the
+memory budget). Approximate mode (the default) keeps only compact structures of the kept set
+in memory: a PCA projection to a few hundred dimensions, an inverted file of k-means
+partitions over it, and an int8 copy of each kept vector. Candidates come from the probed
+partitions (a calibrated margin below the threshold in the projected space), are verified
+against the int8 copy, and pairs close to the threshold are verified on the exact vectors read
+back from the lake. It estimates its recall by checking a random sample of its decisions
+exactly against the kept set it built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import SchemaError, VidlakeError
+from .schema import field_meta, is_vector_field
+
+if TYPE_CHECKING:
+    from .lake import Lake
+
+DEFAULT_THRESHOLD = 0.8
+DEFAULT_COLUMN = "embedding"
+#: Memory the kept-set structures may use before exact mode streams the kept set from disk.
+DEFAULT_MEMORY_GB = float(os.environ.get("VIDLAKE_DEDUP_MEMORY_GB", "5"))
+RESULT_COLUMNS = ("unique_semantic", "dup_of", "dup_similarity", "dedup_run")
+
+Progress = Callable[[int, int], None]
+
+
+class DedupError(VidlakeError):
+    """Dedup cannot run as asked (bad threshold, missing vectors, zero vectors...)."""
+
+
+# ---------------------------------------------------------------------------- numerics
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Rows as float32 unit vectors (norms taken in float64). Zero rows stay zero (caller checks)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", x64, x64))
+    safe = np.where(norms > 0, norms, 1.0)
+    return (x64 / safe[:, None]).astype(np.float32)
+
+
+def gemm_margin(dim: int) -> float:
+    """A bound on |float32 dot - exact dot| for unit vectors of `dim` (Higham: d*u)."""
+    return float(dim) * 2.0 ** -23 + 1e-6
+
+
+def canonical_sims(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of float32 rows, correctly rounded (exact products, fsum)."""
+    prod = a.astype(np.float64) * b.astype(np.float64)
+    return np.fromiter((math.fsum(r) for r in prod), dtype=np.float64, count=len(prod))
+
+
+# ---------------------------------------------------------------------------- resolution
+@dataclass
+class Decisions:
+    """Decisions for rows in order: kept flag, dup_of (order position, -1) and similarity."""
+
+    kept: np.ndarray
+    dup_of: np.ndarray
+    sim: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> Decisions:
+        return cls(np.ones(n, bool), np.full(n, -1, np.int64), np.full(n, np.nan, np.float64))
+
+
+def _best_per_query(q: np.ndarray, k: np.ndarray, s: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: the candidate with the highest similarity, ties to the smallest position."""
+    best_s = np.full(n, -np.inf)
+    best_k = np.full(n, -1, np.int64)
+    if len(q):
+        order = np.lexsort((k, -s, q))
+        q, k, s = q[order], k[order], s[order]
+        first = np.ones(len(q), bool)
+        first[1:] = q[1:] != q[:-1]
+        best_s[q[first]] = s[first]
+        best_k[q[first]] = k[first]
+    return best_s, best_k
+
+
+def resolve_block(nb: int, base: int, prior: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  inner: tuple[np.ndarray, np.ndarray, np.ndarray], threshold: float) -> Decisions:
+    """Greedy decisions for `nb` consecutive rows starting at order position `base`.
+
+    `prior` holds (row, kept position, similarity) against kept rows before the block, `inner`
+    (row, earlier row, similarity) within it; rows are local (0..nb-1). Only pairs at or above
+    the threshold matter.
+    """
+    pq, pk, ps = prior
+    m = ps >= threshold
+    best_s, best_k = _best_per_query(pq[m], pk[m], ps[m], nb)
+    out = Decisions.empty(nb)
+    dup = best_s >= threshold
+    out.kept[dup] = False
+    out.dup_of[dup] = best_k[dup]
+    out.sim[dup] = best_s[dup]
+    iq, ij, isim = inner
+    m = isim >= threshold
+    iq, ij, isim = iq[m], ij[m], isim[m]
+    if len(iq):
+        order = np.lexsort((ij, iq))
+        iq, ij, isim = iq[order], ij[order], isim[order]
+        starts = np.flatnonzero(np.r_[True, iq[1:] != iq[:-1]])
+        ends = np.r_[starts[1:], len(iq)]
+        kept = out.kept
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            i = int(iq[a])
+            js = ij[a:b]
+            live = kept[js]
+            if not live.any():
+                continue
+            js, ss = js[live], isim[a:b][live]
+            top = int(np.argmax(ss))  # js ascending, so argmax picks the earliest on ties
+            s, j = float(ss[top]), int(js[top]) + base
+            if s > best_s[i]:  # a prior kept row is earlier, so it wins ties
+                best_s[i], best_k[i] = s, j
+            kept[i] = False
+            out.dup_of[i] = best_k[i]
+            out.sim[i] = best_s[i]
+    return out
+
+
+# ---------------------------------------------------------------------------- reading
+class VectorReader:
+    """Reads vectors by order position from a Lance dataset, normalised, in blocks."""
+
+    def __init__(self, ds: Any, column: str, offsets: np.ndarray, uuids: pa.Array, dim: int):
+        self.ds = ds
+        self.column = column
+        self.offsets = offsets  # dataset row offset of each order position
+        self.uuids = uuids
+        self.dim = dim
+        self.rows_read = 0
+        self.seconds = 0.0
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        positions = np.asarray(positions, np.int64)
+        offs = self.offsets[positions]
+        sort = np.argsort(offs, kind="stable")
+        tbl = self.ds.take(offs[sort], columns=[self.column])
+        arr = tbl.column(0).combine_chunks() if tbl.num_rows else None
+        out = np.empty((len(positions), self.dim), np.float32)
+        if arr is not None:
+            if arr.null_count:
+                bad = int(positions[sort][np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0]])
+                raise DedupError(f"prompt {self.uuids[bad]} lost its {self.column} vector during the run")
+            flat = arr.flatten().to_numpy(zero_copy_only=False)
+            out[sort] = normalize(flat.reshape(-1, self.dim))
+            zero = ~np.any(out != 0, axis=1)
+            if zero.any():
+                bad = int(positions[np.flatnonzero(zero)[0]])
+                raise DedupError(
+                    f"prompt {self.uuids[bad]} has an all-zero {self.column} vector: cosine "
+                    "similarity is undefined; re-embed it")
+        self.rows_read += len(positions)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+    def blocks(self, positions: np.ndarray, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for s in range(0, len(positions), rows):
+            p = positions[s:s + rows]
+            yield p, self.read(p)
+
+
+# ---------------------------------------------------------------------------- exact engine
+def _pairs_at_least(s: np.ndarray, cut: float) -> tuple[np.ndarray, np.ndarray]:
+    return np.nonzero(s >= cut)
+
+
+class _Pairs:
+    def __init__(self) -> None:
+        self.q: list[np.ndarray] = []
+        self.k: list[np.ndarray] = []
+        self.s: list[np.ndarray] = []
+
+    def add(self, q: np.ndarray, k: np.ndarray, s: np.ndarray) -> None:
+        if len(q):
+            self.q.append(q.astype(np.int64))
+            self.k.append(k.astype(np.int64))
+            self.s.append(s.astype(np.float64))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.q:
+            e = np.empty(0, np.int64)
+            return e, e, np.empty(0)
+        return np.concatenate(self.q), np.concatenate(self.k), np.concatenate(self.s)
+
+
+def _exact_pairs(xq: np.ndarray, xk: np.ndarray, kpos: np.ndarray, threshold: float,
+                 margin: float, qpos: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Pairs (query row, kept position, canonical sim) with float32 sim >= threshold - margin.
+
+    With `qpos`, only pairs whose kept position is before the query's position count.
+    """
+    s = xq @ xk.T
+    qi, kj = _pairs_at_least(s, threshold - margin)
+    if qpos is not None and len(qi):
+        ok = kpos[kj] < qpos[qi]
+        qi, kj = qi[ok], kj[ok]
+    sims = s[qi, kj].astype(np.float64)
+    # Decide on the canonical value wherever float32 rounding could matter.
+    near = sims < threshold + margin
+    if near.any():
+        sims[near] = canonical_sims(xq[qi[near]], xk[kj[near]])
+    return qi, kpos[kj], sims
+
+
+def _fix_ties(q: np.ndarray, k: np.ndarray, s: np.ndarray, xq: Callable[[np.ndarray], np.ndarray],
+              xk: Callable[[np.ndarray], np.ndarray], margin: float) -> np.ndarray:
+    """Recompute canonically every pair within `margin` of its query's best (argmax ties)."""
+    if not len(q):
+        return s
+    n = int(q.max()) + 1
+    best = np.full(n, -np.inf)
+    np.maximum.at(best, q, s)
+    close = (s > best[q] - margin)
+    multi = np.bincount(q[close], minlength=n) > 1
+    redo = close & multi[q]
+    if redo.any():
+        s = s.copy()
+        s[redo] = canonical_sims(xq(q[redo]), xk(k[redo]))
+    return s
+
+
+class _KeptChunks:
+    """The exact engine's kept set: (positions, vectors) in memory up to a budget, else positions
+    only (vectors streamed back from the lake when needed)."""
+
+    def __init__(self, reader: VectorReader, budget: float):
+        self.reader = reader
+        self.budget = budget
+        self.chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self.positions: list[np.ndarray] = []
+        self.resident = True
+        self.bytes = 0
+
+    def add(self, pos: np.ndarray, x: np.ndarray | None) -> None:
+        if not len(pos):
+            return
+        self.positions.append(pos)
+        if self.resident and self.bytes + len(pos) * self.reader.dim * 4 <= self.budget:
+            if x is None:
+                for p, v in self.reader.blocks(pos, 16384):
+                    self.chunks.append((p, v))
+            else:
+                self.chunks.append((pos, x))
+            self.bytes += len(pos) * self.reader.dim * 4
+        else:
+            self.resident = False
+            self.chunks = []
+            self.bytes = 0
+
+    def iter(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if self.resident:
+            yield from self.chunks
+        elif self.positions:
+            yield from self.reader.blocks(np.sort(np.concatenate(self.positions)), 16384)
+
+
+class ExactEngine:
+    """Brute force in blocks of float32 matrix products, canonical sims near the threshold."""
+
+    mode = "exact"
+
+    def __init__(self, reader: VectorReader, threshold: float, *, memory_bytes: float,
+                 block_rows: int | None = None):
+        self.reader = reader
+        self.t = threshold
+        self.dim = reader.dim
+        self.margin = gemm_margin(self.dim)
+        self.block = block_rows or max(256, min(4096, int(2 ** 25 // max(self.dim, 1))))
+        self.memory = memory_bytes
+        self.stats: dict[str, Any] = {"block_rows": self.block}
+
+    def run(self, positions: np.ndarray, prior_kept: np.ndarray, progress: Progress | None,
+            on_block: Callable[[np.ndarray, Decisions], None]) -> None:
+        """Decide `positions` (consecutive order positions) given the kept rows before them."""
+        per_row = self.dim * 4
+        store = _KeptChunks(self.reader, self.memory / 2)
+        store.add(np.asarray(prior_kept, np.int64), None)
+        sb_rows = max(self.block, int(self.memory // (2 * per_row)))
+        self.stats["superblock_rows"] = sb_rows
+        done = 0
+        for s0 in range(0, len(positions), sb_rows):
+            sbpos = positions[s0:s0 + sb_rows]
+            xsb = self.reader.read(sbpos)
+            prior = _Pairs()
+            kept_vecs: dict[int, np.ndarray] = {}
+            for kp, xk in store.iter():
+                for b0 in range(0, len(sbpos), self.block):
+                    q, k, s = _exact_pairs(xsb[b0:b0 + self.block], xk, kp, self.t, self.margin)
+                    prior.add(q + b0, k, s)
+                    if len(k):  # keep the few kept vectors that candidates point at (ties)
+                        idx = np.searchsorted(kp, k)
+                        for pk, i in zip(k.tolist(), idx.tolist(), strict=True):
+                            kept_vecs.setdefault(pk, xk[i])
+            pq, pk, ps = prior.arrays()
+            o = np.argsort(pq, kind="stable")
+            pq, pk, ps = pq[o], pk[o], ps[o]
+            base = int(sbpos[0])
+            sb_kept: list[np.ndarray] = []
+            for b0 in range(0, len(sbpos), self.block):
+                b1 = min(b0 + self.block, len(sbpos))
+                xb = xsb[b0:b1]
+                lo, hi = np.searchsorted(pq, [b0, b1])
+                bq, bk, bs = pq[lo:hi] - b0, pk[lo:hi], ps[lo:hi]
+                if sb_kept:  # kept rows of this superblock before this block
+                    rows = np.concatenate(sb_kept)
+                    q2, k2, s2 = _exact_pairs(xb, xsb[rows], sbpos[rows], self.t, self.margin)
+                    bq, bk, bs = np.r_[bq, q2], np.r_[bk, k2], np.r_[bs, s2]
+                sims = xb @ xb.T
+                iq, ij = np.nonzero(np.tril(sims >= self.t - self.margin, -1))
+                isim = sims[iq, ij].astype(np.float64)
+                near = isim < self.t + self.margin
+                if near.any():
+                    isim[near] = canonical_sims(xb[iq[near]], xb[ij[near]])
+
+                def vec(pos: np.ndarray, xsb: np.ndarray = xsb, base: int = base,
+                        kept_vecs: dict[int, np.ndarray] = kept_vecs) -> np.ndarray:
+                    out = np.empty((len(pos), self.dim), np.float32)
+                    for n, p in enumerate(pos.tolist()):
+                        out[n] = xsb[p - base] if p >= base else kept_vecs[p]
+                    return out
+
+                allk = np.r_[bk, ij + sbpos[b0]]
+                alls = _fix_ties(np.r_[bq, iq], allk, np.r_[bs, isim],
+                                 lambda q, xb=xb: xb[q], vec, self.margin)
+                bs, isim = alls[:len(bq)], alls[len(bq):]
+                dec = resolve_block(b1 - b0, int(sbpos[b0]), (bq, bk, bs), (iq, ij, isim), self.t)
+                dups = np.flatnonzero(~dec.kept)
+                if len(dups):  # the recorded similarity is the canonical one too
+                    dec.sim[dups] = canonical_sims(xb[dups], vec(dec.dup_of[dups]))
+                sb_kept.append(np.flatnonzero(dec.kept) + b0)
+                on_block(sbpos[b0:b1], dec)
+                done += b1 - b0
+                if progress:
+                    progress(done, len(positions))
+            rows = np.concatenate(sb_kept) if sb_kept else np.empty(0, np.int64)
+            store.add(sbpos[rows], xsb[rows].copy())
+        self.stats["kept_streamed"] = not store.resident
+
+
+# ---------------------------------------------------------------------------- approximate engine
+def _topk(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's k largest scores (torch when present: much faster)."""
+    k = min(k, scores.shape[1])
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a core dependency here
+        return np.argpartition(scores, -k, axis=1)[:, -k:]
+    return torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1).indices.numpy()
+
+
+def _orth(y: np.ndarray) -> np.ndarray:
+    """Orthonormal columns spanning y (Cholesky QR twice: fast and stable enough here)."""
+    for _ in range(2):
+        g = (y.T @ y).astype(np.float64)
+        g += np.eye(len(g)) * (1e-10 * np.trace(g) / len(g))
+        lower = np.linalg.cholesky(g)
+        y = np.linalg.solve(lower, y.T.astype(np.float64)).T.astype(np.float32)
+    return y
+
+
+def _pca(x: np.ndarray, r: int, seed: int) -> np.ndarray:
+    """Top-r right singular vectors of x (uncentred: they preserve dot products), d x r."""
+    rng = np.random.default_rng(seed)
+    d = x.shape[1]
+    k = min(d, r + 16)
+    y = x @ rng.standard_normal((d, k)).astype(np.float32)
+    for _ in range(2):
+        y = x @ (x.T @ _orth(y))
+    q = _orth(y)
+    b = (q.T @ x).astype(np.float64)  # k x d
+    w, v = np.linalg.eigh(b @ b.T)
+    top = np.argsort(w)[::-1][:r]
+    vt = (v[:, top].T @ b) / np.sqrt(np.maximum(w[top], 1e-12))[:, None]
+    return np.ascontiguousarray(vt.T.astype(np.float32))
+
+
+def _kmeans(r: np.ndarray, p: int, seed: int, iters: int = 8) -> np.ndarray:
+    """Spherical k-means (centres are unit vectors; assignment by largest dot product)."""
+    rng = np.random.default_rng(seed)
+    p = min(p, len(r))
+    c = r[rng.choice(len(r), p, replace=False)].copy()
+    c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    for _ in range(iters):
+        a = np.concatenate([np.argmax(r[s:s + 8192] @ c.T, axis=1) for s in range(0, len(r), 8192)])
+        sums = np.zeros_like(c)
+        np.add.at(sums, a, r)
+        counts = np.bincount(a, minlength=p)
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):
+            sums[empty] = r[rng.choice(len(r), len(empty), replace=False)]
+        c = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return c.astype(np.float32)
+
+
+class _Grow:
+    """A growable (rows x width) array plus an id per row (capacity doubling)."""
+
+    __slots__ = ("data", "ids", "n")
+
+    def __init__(self, width: int, dtype: Any):
+        self.data = np.empty((16, width), dtype)
+        self.ids = np.empty(16, np.int64)
+        self.n = 0
+
+    def add(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        need = self.n + len(rows)
+        if need > len(self.ids):
+            cap = max(need, 2 * len(self.ids))
+            data = np.empty((cap, self.data.shape[1]), self.data.dtype)
+            data[:self.n] = self.data[:self.n]
+            idarr = np.empty(cap, np.int64)
+            idarr[:self.n] = self.ids[:self.n]
+            self.data, self.ids = data, idarr
+        self.data[self.n:need] = rows
+        self.ids[self.n:need] = ids
+        self.n = need
+
+
+def _quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scale = np.abs(x).max(axis=1) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return np.rint(x / scale[:, None]).astype(np.int8), scale
+
+
+class ApproxEngine:
+    """Greedy dedup with IVF candidates over a PCA projection and int8-verified similarities.
+
+    Memory: int8 (d bytes) + float16 projection (2r bytes) per kept prompt, plus one block of
+    float32 vectors. For 1M kept x 3072 that is about 3.6 GB.
+    """
+
+    mode = "approx"
+
+    def __init__(self, reader: VectorReader, threshold: float, *, capacity: int,
+                 partitions: int | None = None, nprobe: int | None = None,
+                 reduced_dims: int | None = None, block_rows: int | None = None,
+                 seed: int = 0):
+        self.reader = reader
+        self.t = threshold
+        self.dim = d = reader.dim
+        self.margin32 = gemm_margin(d)
+        if reduced_dims is None:
+            reduced_dims = d if d <= 192 else (256 if d >= 1024 else 128)
+        self.r = min(reduced_dims, d)
+        self.partitions = partitions or int(np.clip(2 ** round(math.log2(max(capacity, 1) / 800)), 16, 4096))
+        self.nprobe = min(nprobe or 16, self.partitions)
+        self.block = block_rows or max(1024, min(32768, int(2 ** 26 // d)))
+        self.seed = seed
+        self.capacity = capacity
+        self.q8 = np.empty((capacity, d), np.int8)  # pages are only touched as rows arrive
+        self.scale = np.empty(capacity, np.float32)
+        self.kpos = np.empty(capacity, np.int64)
+        self.l1 = 0.0
+        self.n = 0
+        self.parts: list[_Grow] = []
+        self.stats: dict[str, Any] = {}
+        self.timers: dict[str, float] = {}
+        self.sample_pos = np.empty(0, np.int64)
+        self.sample_x = np.empty((0, d), np.float32)
+        self.sample_best = np.empty(0)
+        self.sample_arg = np.empty(0, np.int64)
+
+    # -- timing helper
+    def _tick(self, key: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.timers[key] = self.timers.get(key, 0.0) + now - t0
+        return now
+
+    def train(self, positions: np.ndarray) -> None:
+        """PCA, k-means partitions and the candidate margin, from a random sample of rows."""
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(self.seed)
+        n_train = int(min(len(positions), max(40 * self.partitions, 20_000), 120_000))
+        sample = np.sort(rng.choice(positions, n_train, replace=False))
+        head = min(len(sample), 20_000)
+        xh = self.reader.read(sample[:head])
+        self.w = _pca(xh, self.r, self.seed) if self.r < self.dim else None
+        rs = [self._reduce(xh)]
+        for p, x in self.reader.blocks(sample[head:], 16384):
+            rs.append(self._reduce(x))
+        rall = np.concatenate(rs)
+        self.partitions = min(self.partitions, len(rall))
+        self.nprobe = min(self.nprobe, self.partitions)
+        self.centroids = _kmeans(rall, self.partitions, self.seed)
+        self.parts = [_Grow(self.r, np.float16) for _ in range(self.partitions)]
+        self.delta = self._calibrate(xh, rs[0]) if self.w is not None else self.margin32
+        self.stats.update({"partitions": self.partitions, "nprobe": self.nprobe,
+                           "reduced_dims": self.r, "margin": round(self.delta, 4),
+                           "train_rows": n_train})
+        self._tick("train", t0)
+
+    def _reduce(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.w if self.w is not None else x
+
+    def _calibrate(self, x: np.ndarray, r: np.ndarray) -> float:
+        """How far below the threshold a true pair can score in the projection, measured."""
+        nq = min(len(x), 2000)
+        exact = x[:nq] @ x.T
+        np.fill_diagonal(exact[:, :nq], -2)
+        qi, kj = np.nonzero(exact >= self.t - 0.3)
+        if len(qi) > 200_000:
+            pick = np.random.default_rng(self.seed).choice(len(qi), 200_000, replace=False)
+            keep = np.zeros(len(qi), bool)
+            keep[pick] = True
+            keep |= exact[qi, kj] >= self.t  # every pair that matters most stays
+            qi, kj = qi[keep], kj[keep]
+        e = exact[qi, kj]
+        err = e - np.einsum("ij,ij->i", r[qi], r[kj])
+        for lo in (self.t, self.t - 0.1, self.t - 0.2, self.t - 0.3):
+            m = e >= lo
+            if m.sum() >= 200:
+                self.stats["margin_pairs"] = int(m.sum())
+                return float(max(err[m].max(), np.quantile(err[m], 0.9999)) + 0.02)
+        self.stats["margin_pairs"] = 0
+        return 0.25
+
+    # -- the kept store
+    def _add_kept(self, pos: np.ndarray, x: np.ndarray, part: np.ndarray, r: np.ndarray) -> None:
+        if not len(pos):
+            return
+        q, sc = _quantize(x)
+        a, b = self.n, self.n + len(pos)
+        self.q8[a:b] = q
+        self.scale[a:b] = sc
+        self.kpos[a:b] = pos
+        self.n = b
+        order = np.argsort(part, kind="stable")
+        ps = part[order]
+        cuts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1], True])
+        ids = np.arange(a, b)[order]
+        rr = r[order].astype(np.float16)
+        for s, e in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+            self.parts[int(ps[s])].add(rr[s:e], ids[s:e])
+        self._check_sample(pos, x)
+
+    def _probe(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = r @ self.centroids.T
+        probes = _topk(scores, self.nprobe)
+        primary = probes[np.arange(len(r)), np.argmax(np.take_along_axis(scores, probes, 1), axis=1)]
+        return probes, primary
+
+    def load_prior(self, prior_kept: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        for pos, x in self.reader.blocks(np.asarray(prior_kept, np.int64), self.block):
+            r = self._reduce(x)
+            _, primary = self._probe(r)
+            self._add_kept(pos, x, primary, r)
+        self._tick("load_prior", t0)
+
+    # -- the sample check (exact max similarity to the kept set, for recall estimates)
+    def set_sample(self, positions: np.ndarray) -> None:
+        self.sample_pos = np.sort(np.asarray(positions, np.int64))
+        self.sample_x = self.reader.read(self.sample_pos) if len(positions) else self.sample_x
+        self.sample_best = np.full(len(self.sample_pos), -np.inf)
+        self.sample_arg = np.full(len(self.sample_pos), -1, np.int64)
+
+    def _check_sample(self, pos: np.ndarray, x: np.ndarray) -> None:
+        if not len(self.sample_pos) or not len(pos):
+            return
+        t0 = time.perf_counter()
+        live = self.sample_pos > pos[0]
+        if live.any():
+            idx = np.flatnonzero(live)
+            s = self.sample_x[idx] @ x.T
+            s[self.sample_pos[idx][:, None] <= pos[None, :]] = -np.inf
+            j = np.argmax(s, axis=1)
+            best = s[np.arange(len(idx)), j]
+            better = best > self.sample_best[idx]
+            self.sample_best[idx[better]] = best[better]
+            self.sample_arg[idx[better]] = pos[j[better]]
+        self._tick("check", t0)
+
+    # -- deciding
+    def run(self, positions: np.ndarray, prior_kept: np.ndarray, progress: Progress | None,
+            on_block: Callable[[np.ndarray, Decisions], None]) -> None:
+        done = 0
+        self.stats.update({"block_rows": self.block, "verified_pairs": 0, "reread_pairs": 0})
+        for s0 in range(0, len(positions), self.block):
+            pos = positions[s0:s0 + self.block]
+            t0 = time.perf_counter()
+            x = self.reader.read(pos)
+            t0 = self._tick("read", t0)
+            dec, r, primary = self._decide(pos, x)
+            t0 = time.perf_counter()
+            keep = np.flatnonzero(dec.kept)
+            self._add_kept(pos[keep], x[keep], primary[keep], r[keep])
+            self._tick("store", t0)
+            on_block(pos, dec)
+            done += len(pos)
+            if progress:
+                progress(done, len(positions))
+
+    def _decide(self, pos: np.ndarray, x: np.ndarray) -> tuple[Decisions, np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        nb = len(pos)
+        r = self._reduce(x)
+        probes, primary = self._probe(r)
+        t0 = self._tick("probe", t0)
+        cut = self.t - self.delta
+        # candidates among kept rows before the block, partition by partition
+        flat_p = probes.ravel()
+        flat_q = np.repeat(np.arange(nb), probes.shape[1])
+        o = np.argsort(flat_p, kind="stable")
+        fp, fq = flat_p[o], flat_q[o]
+        bounds = np.searchsorted(fp, np.arange(self.partitions + 1))
+        cq: list[np.ndarray] = []
+        ck: list[np.ndarray] = []
+        for p in np.flatnonzero(np.diff(bounds)).tolist():
+            g = self.parts[p]
+            if not g.n:
+                continue
+            qs = fq[bounds[p]:bounds[p + 1]]
+            s = r[qs] @ g.data[:g.n].astype(np.float32).T
+            qi, kj = np.nonzero(s >= cut)
+            if len(qi):
+                cq.append(qs[qi])
+                ck.append(g.ids[kj])
+        pq = np.concatenate(cq) if cq else np.empty(0, np.int64)
+        pk = np.concatenate(ck) if ck else np.empty(0, np.int64)
+        t0 = self._tick("candidates", t0)
+        ps = self._verify(pq, pk, x)
+        t0 = self._tick("verify", t0)
+        # candidates within the block: earlier rows whose primary partition this row probes
+        members_order = np.argsort(primary, kind="stable")
+        mp = primary[members_order]
+        mb = np.searchsorted(mp, np.arange(self.partitions + 1))
+        iq_l: list[np.ndarray] = []
+        ij_l: list[np.ndarray] = []
+        for p in np.flatnonzero((np.diff(bounds) > 0) & (np.diff(mb) > 0)).tolist():
+            qs = fq[bounds[p]:bounds[p + 1]]
+            ms = members_order[mb[p]:mb[p + 1]]
+            s = r[qs] @ r[ms].T
+            hit = (s >= cut) & (ms[None, :] < qs[:, None])
+            qi, mj = np.nonzero(hit)
+            if len(qi):
+                iq_l.append(qs[qi])
+                ij_l.append(ms[mj])
+        iq = np.concatenate(iq_l) if iq_l else np.empty(0, np.int64)
+        ij = np.concatenate(ij_l) if ij_l else np.empty(0, np.int64)
+        isim = np.einsum("ij,ij->i", x[iq], x[ij]).astype(np.float64) if len(iq) else np.empty(0)
+        near = np.abs(isim - self.t) < self.margin32
+        if near.any():
+            isim[near] = canonical_sims(x[iq[near]], x[ij[near]])
+        t0 = self._tick("inblock", t0)
+        dec = resolve_block(nb, int(pos[0]), (pq, self.kpos[pk] if len(pk) else pk, ps),
+                            (iq, ij, isim), self.t)
+        self._tick("resolve", t0)
+        return dec, r, primary
+
+    def _verify(self, q: np.ndarray, k: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Similarities of candidate pairs from the int8 copies; exact re-read near the threshold."""
+        if not len(q):
+            return np.empty(0)
+        sims = np.empty(len(q))
+        bound = np.empty(len(q))
+        l1 = np.abs(x).sum(axis=1)
+        for s in range(0, len(q), 8192):
+            qq, kk = q[s:s + 8192], k[s:s + 8192]
+            deq = self.q8[kk].astype(np.float32)
+            sims[s:s + 8192] = np.einsum("ij,ij->i", x[qq], deq) * self.scale[kk]
+            # |error| <= sum_i |x_i| * scale/2, plus float32 rounding
+            bound[s:s + 8192] = l1[qq] * self.scale[kk] * 0.5 + self.margin32
+        self.stats["verified_pairs"] += len(q)
+        near = np.abs(sims - self.t) < bound
+        if near.any():
+            idx = np.flatnonzero(near)
+            kp = self.kpos[k[idx]]
+            uk, inv = np.unique(kp, return_inverse=True)
+            xk = self.reader.read(uk)
+            sims[idx] = canonical_sims(x[q[idx]], xk[inv])
+            self.stats["reread_pairs"] += len(idx)
+        return sims
+
+    def sample_report(self, decided: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any] | None:
+        """Exact decision vs ours on the sample: agreement, missed duplicates, false ones."""
+        if not len(self.sample_pos):
+            return None
+        exact_dup = self.sample_best >= self.t
+        ours_dup = ~decided(self.sample_pos)
+        agree = exact_dup == ours_dup
+        n_dup = int(exact_dup.sum())
+        return {
+            "sample": len(self.sample_pos),
+            "agree": int(agree.sum()),
+            "agreement": float(agree.mean()),
+            "exact_duplicates": n_dup,
+            "missed_duplicates": int((exact_dup & ~ours_dup).sum()),
+            "false_duplicates": int((~exact_dup & ours_dup).sum()),
+            "duplicate_recall": float((exact_dup & ours_dup).sum() / n_dup) if n_dup else 1.0,
+        }
+
+
+# ---------------------------------------------------------------------------- the lake side
+@dataclass
+class DedupReport:
+    """What a dedup run did (the CLI prints it; `check` is the sample-based recall estimate)."""
+
+    batch_id: str | None
+    mode: str
+    threshold: float
+    column: str
+    model: str | None
+    dims: int
+    rows: int = 0
+    rows_with_vectors: int = 0
+    rows_without_vectors: int = 0
+    reused: int = 0
+    decided: int = 0
+    kept: int = 0
+    duplicates: int = 0
+    kept_total: int = 0
+    recompute: str | None = None
+    notes: list[str] = field(default_factory=list)
+    check: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        rows: list[tuple[str, Any]] = [
+            ("batch", self.batch_id or "(nothing to do)"), ("mode", self.mode),
+            ("threshold", self.threshold), ("column", self.column), ("model", self.model),
+            ("prompts", self.rows), ("with vectors", self.rows_with_vectors),
+            ("without vectors (skipped)", self.rows_without_vectors),
+            ("decisions reused", self.reused), ("decided now", self.decided),
+            ("kept now", self.kept), ("duplicates now", self.duplicates),
+            ("kept in total (VidProS size)", self.kept_total),
+            ("full/partial recompute", self.recompute or "no"),
+        ]
+        if self.check:
+            c = self.check
+            rows.append(("estimated recall", f"{c['agreement']:.2%} agreement with the exact "
+                         f"decision on {c['sample']:,} sampled prompts ({c['missed_duplicates']} "
+                         f"missed duplicates, {c['false_duplicates']} false)"))
+        for k, v in self.params.items():
+            rows.append((k, v))
+        rows.append(("seconds", round(self.seconds, 2)))
+        return [{"key": k, "value": str(v)} for k, v in rows]
+
+
+def vector_column(lake: Lake, column: str = DEFAULT_COLUMN) -> tuple[pa.Field, dict[str, str]]:
+    ds = lake.dataset("prompts")
+    if column not in ds.schema.names:
+        vecs = [f.name for f in ds.schema if is_vector_field(f)]
+        raise SchemaError(
+            f"the prompts table has no vector column {column!r} "
+            f"({'it has ' + ', '.join(vecs) if vecs else 'it has no vector columns'}); attach "
+            "embeddings first (`vidlake ingest VidProM_embed.hdf5` or `vidlake embed`)")
+    f = ds.schema.field(column)
+    if not is_vector_field(f):
+        raise SchemaError(f"column {column!r} is {f.type}, not a fixed-size vector column")
+    return f, field_meta(f)
+
+
+def _signature(threshold: float, column: str, model: str | None, dims: int) -> dict[str, Any]:
+    return {"threshold": float(threshold), "column": column, "model": model, "dims": dims}
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _read_state(ds: Any, column: str) -> pa.Table:
+    cols = {"uuid": "uuid", "time": "time", "has_vec": f"{_quote(column)} IS NOT NULL",
+            **{c: c for c in RESULT_COLUMNS}}
+    t = ds.to_table(columns=cols)
+    return t.append_column("offset", pa.array(np.arange(t.num_rows, dtype=np.int64)))
+
+
+def time_order(state: pa.Table) -> pa.Table:
+    """Rows with vectors, sorted by time (nulls last) then uuid."""
+    import pyarrow.compute as pc
+
+    t = state.filter(pc.field("has_vec"))
+    idx = pc.sort_indices(t, sort_keys=[("time", "ascending"), ("uuid", "ascending")],
+                          null_placement="at_end")
+    return t.take(idx)
+
+
+def dedup(
+    lake: Lake,
+    threshold: float = DEFAULT_THRESHOLD,
+    exact: bool = False,
+    *,
+    column: str = DEFAULT_COLUMN,
+    recompute: bool = False,
+    check_sample: int = 1000,
+    partitions: int | None = None,
+    nprobe: int | None = None,
+    reduced_dims: int | None = None,
+    block_rows: int | None = None,
+    min_approx_rows: int = 50_000,
+    memory_gb: float = DEFAULT_MEMORY_GB,
+    commit_rows: int = 500_000,
+    seed: int = 0,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> DedupReport:
+    """Decide `unique_semantic`, `dup_of`, `dup_similarity` for every prompt with a vector.
+
+    Reuses earlier decisions where they still hold (see the module docstring); `exact=True`
+    gives the brute-force answer; below `min_approx_rows` rows to compare, approximate mode
+    runs the exact engine too (it is faster there). Returns a `DedupReport`.
+    """
+    t_start = time.perf_counter()
+    if not isinstance(threshold, int | float) or not (0.0 < float(threshold) <= 1.0):
+        raise DedupError(f"threshold must be in (0, 1], got {threshold!r}")
+    threshold = float(threshold)
+    f, meta = vector_column(lake, column)
+    dims = f.type.list_size
+    model = meta.get("vidlake:model")
+    ds = lake.dataset("prompts")
+    state = _read_state(ds, column)
+    order = time_order(state)
+    n = order.num_rows
+    sig = _signature(threshold, column, model, dims)
+    report = DedupReport(None, "exact" if exact else "approx", threshold, column, model, dims,
+                         rows=state.num_rows, rows_with_vectors=n,
+                         rows_without_vectors=state.num_rows - n)
+    if report.rows_without_vectors:
+        report.notes.append(f"{report.rows_without_vectors:,} prompts have no {column} vector "
+                            "and were left undecided (run `vidlake embed` first)")
+
+    # -- what earlier runs decided that still holds
+    runs = order.column("dedup_run").to_pylist()
+    uniq = order.column("unique_semantic").to_pylist()
+    parsed: dict[str, dict[str, Any]] = {}
+    decided = np.zeros(n, bool)
+    other: dict[str, Any] | None = None
+    for i, (run, u) in enumerate(zip(runs, uniq, strict=True)):
+        if run is None or u is None:
+            continue
+        p = parsed.get(run)
+        if p is None:
+            try:
+                p = parsed[run] = json.loads(run)
+            except json.JSONDecodeError:
+                p = parsed[run] = {}
+        same = all(p.get(k) == v for k, v in sig.items())
+        if same and (not exact or p.get("mode") == "exact"):
+            decided[i] = True
+        elif other is None:
+            other = p
+    uuids = order.column("uuid")
+    kept_flags = np.array([bool(u) for u in uniq], bool) & decided
+    cut = int(np.argmin(decided)) if not decided.all() else n
+    if recompute:
+        cut = 0
+        report.recompute = "full recompute (--recompute)"
+    # every duplicate in the reused prefix must point at a kept prompt of the prefix
+    if cut:
+        pos_of = {u: i for i, u in enumerate(uuids.slice(0, cut).to_pylist())}
+        for i, d in enumerate(order.column("dup_of").slice(0, cut).to_pylist()):
+            if d is not None and not kept_flags[i] and (d not in pos_of or not kept_flags[pos_of[d]]):
+                cut = i
+                report.notes.append(f"prompt {uuids[i]} points at {d}, which is no longer a kept "
+                                    "prompt: deciding again from there")
+                break
+    later = int(decided[cut:].sum())
+    if report.recompute is None:
+        if cut == 0 and other is not None and not decided.any():
+            changes = [f"{k} {other.get(k)!r} -> {v!r}" for k, v in sig.items() if other.get(k) != v]
+            if not changes and exact:
+                changes = ["the earlier run was approximate; --exact decides everything again"]
+            report.recompute = "full recompute: " + ", ".join(changes)
+        elif later:
+            report.recompute = (f"{later:,} already-decided prompts come after a new or changed "
+                                "prompt in time order and are decided again")
+    report.reused = cut
+    positions = np.arange(cut, n, dtype=np.int64)
+    prior_kept = np.flatnonzero(kept_flags[:cut])
+    offsets = order.column("offset").to_numpy()
+    reader = VectorReader(ds, column, offsets, uuids, dims)
+    if not len(positions):
+        report.kept_total = int(kept_flags.sum())
+        report.mode = "up to date"
+        report.seconds = time.perf_counter() - t_start
+        return report
+
+    use_exact = exact or (len(positions) + len(prior_kept)) < min_approx_rows
+    engine: ExactEngine | ApproxEngine
+    if use_exact:
+        engine = ExactEngine(reader, threshold, memory_bytes=memory_gb * 2 ** 30,
+                             block_rows=block_rows)
+        report.mode = "exact" if exact else "exact (small enough; approximate mode not needed)"
+    else:
+        engine = ApproxEngine(reader, threshold, capacity=len(prior_kept) + len(positions),
+                              partitions=partitions, nprobe=nprobe, reduced_dims=reduced_dims,
+                              block_rows=block_rows, seed=seed)
+        rng = np.random.default_rng(seed + 1)
+        engine.train(np.concatenate([prior_kept, positions]))
+        if check_sample:
+            engine.set_sample(rng.choice(positions, min(check_sample, len(positions)), replace=False))
+        engine.load_prior(prior_kept)
+
+    kept = np.ones(n, bool)
+    kept[:cut] = kept_flags[:cut]
+    dup_of = np.full(n, -1, np.int64)
+    sim = np.full(n, np.nan)
+
+    def on_block(pos: np.ndarray, dec: Decisions) -> None:
+        kept[pos] = dec.kept
+        dup_of[pos] = dec.dup_of
+        sim[pos] = dec.sim
+
+    run_info = {**sig, "mode": "exact" if use_exact else "approx",
+                "time": datetime.now(UTC).isoformat(timespec="seconds")}
+    params = {"threshold": threshold, "column": column, "model": model, "dims": dims,
+              "mode": run_info["mode"], "recompute": report.recompute, "reused": cut}
+    if dry_run:
+        engine.run(positions, prior_kept, progress, on_block)
+        report.batch_id = None
+    else:
+        with lake.batch("dedup", params=params,
+                        provenance={"numpy": np.__version__, "engine": engine.mode,
+                                    "model": model, "dims": dims}) as b:
+            report.batch_id = b.batch_id
+            run_info["batch"] = b.batch_id
+            run_json = json.dumps(run_info, sort_keys=True)
+            written = cut
+
+            def on_block_commit(pos: np.ndarray, dec: Decisions) -> None:
+                nonlocal written
+                on_block(pos, dec)
+                end = int(pos[-1]) + 1
+                if end - written >= commit_rows and end < n:
+                    _write(b, uuids, kept, dup_of, sim, written, end, run_json)
+                    b.commit()
+                    written = end
+
+            engine.run(positions, prior_kept, progress, on_block_commit)
+            _write(b, uuids, kept, dup_of, sim, written, n, run_json)
+            b.counts.update({"rows_updated": n - cut, "kept": int(kept[cut:].sum()),
+                             "duplicates": int((~kept[cut:]).sum()), "reused": cut})
+    report.decided = n - cut
+    report.kept = int(kept[cut:].sum())
+    report.duplicates = report.decided - report.kept
+    report.kept_total = int(kept.sum())
+    report.params = {k: v for k, v in engine.stats.items()}
+    if isinstance(engine, ApproxEngine):
+        report.timings = {k: round(v, 2) for k, v in engine.timers.items()}
+        report.check = engine.sample_report(lambda p: kept[p])
+    report.timings["read_vectors"] = round(reader.seconds, 2)
+    report.seconds = time.perf_counter() - t_start
+    report.peak_rss_mb = _peak_rss_mb()
+    return report
+
+
+def _write(b: Any, uuids: pa.Array, kept: np.ndarray, dup_of: np.ndarray, sim: np.ndarray,
+           start: int, end: int, run_json: str) -> None:
+    import pyarrow.compute as pc
+
+    if end <= start:
+        return
+    k = kept[start:end]
+    d = dup_of[start:end]
+    all_uuids = uuids
+    dup_uuid = pa.array([None] * (end - start), pa.string())
+    if (~k).any():
+        idx = np.where(k, 0, d)
+        taken = all_uuids.take(pa.array(idx))
+        dup_uuid = pc.if_else(pa.array(~k), taken, pa.scalar(None, pa.string()))
+    s = np.where(k, np.nan, sim[start:end]).astype(np.float32)
+    table = pa.table({
+        "uuid": uuids.slice(start, end - start),
+        "unique_semantic": pa.array(k),
+        "dup_of": dup_uuid,
+        "dup_similarity": pa.array(s, mask=k),
+        "dedup_run": pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(end - start, np.int32)), pa.array([run_json])).cast(pa.string()),
+    })
+    b.update_columns("prompts", table, on="uuid", mode="rewrite_columns")
+
+
+from .index import build_indexes, dupes, similar  # noqa: E402  (the public API lives here too)
+
+__all__ = ["DEFAULT_COLUMN", "DEFAULT_THRESHOLD", "DedupReport", "build_indexes", "dedup",
+           "dupes", "similar"]
