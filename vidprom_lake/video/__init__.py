@@ -18,9 +18,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# Bound eagerly: the function shadows its own submodule's name (`video.generate`). Cheap: the
+# module imports torch and diffusers only when a pipeline is loaded.
+from .generate import generate
+
 if TYPE_CHECKING:
     from ..lake import Lake
-    from .generate import GenerateReport
     from .importer import ImportReport
 
 
@@ -31,11 +34,6 @@ def import_videos(lake: Lake, paths: Any, model: str | None = None, **options: A
     return _import(lake, paths, model=model, **options)
 
 
-def generate(lake: Lake, model: str, **options: Any) -> GenerateReport:
-    """Generate videos for prompts of the lake; see `generate.generate`."""
-    from .generate import generate as _generate
-
-    return _generate(lake, model, **options)
 
 
 def open_video(lake: Lake, uuid: str, model: str) -> Any:

@@ -157,7 +157,11 @@ def load_pipeline(spec: GeneratorSpec, *, device: str, dtype: str, download: boo
     diffusers = _deps.diffusers()
     cls = getattr(diffusers, spec.pipeline_class) if spec.pipeline_class else diffusers.DiffusionPipeline
     local = os.path.isdir(spec.checkpoint)
-    opts = {"torch_dtype": getattr(torch, dtype), "local_files_only": local or not download}
+    # diffusers renamed torch_dtype to dtype (the old name warns); pass what this version takes.
+    from diffusers.utils import deprecation_utils
+
+    dtype_kw = "dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype"
+    opts = {dtype_kw: getattr(torch, dtype), "local_files_only": local or not download}
     logging = diffusers.utils.logging
     bars = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()
