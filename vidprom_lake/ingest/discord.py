@@ -676,7 +676,7 @@ def read_exports(lake: Lake, path: str, opts: IngestOptions, report: IngestRepor
         rep.rows_read = rep.messages
         con = duckdb.connect(":memory:")
         con.execute(f"SET temp_directory = '{tmp}'")
-        con.execute("SET memory_limit = '512MB'")
+        con.execute("SET memory_limit = '256MB'")
         con.execute("SET preserve_insertion_order = false")
         lake_uuids = lake.uuid_index()
         params = {"format": report.format, "source": cfg.source, "files": len(files),

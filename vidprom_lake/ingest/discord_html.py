@@ -41,6 +41,12 @@ _MARK = re.compile(
 _AUTHOR = re.compile(rb'<span class="chatlog__author"[^>]*?(?: title="([^"]*)")?'
                      rb'(?:[^>]*? data-user-id="(\d+)")?[^>]*>(.*?)</span>', re.S)
 _BOT_TAG = re.compile(rb'<span class="chatlog__author-tag">(BOT|SERVER)</span>')
+# The header in one pass: author (title = full name, data-user-id), BOT tag, timestamp title.
+_HEADER = re.compile(
+    rb'<div class="chatlog__header">\s*<span class="chatlog__author"[^>]*?(?: title="([^"]*)")?'
+    rb'(?:[^>]*? data-user-id="(\d+)")?[^>]*>(.*?)</span>\s*'
+    rb'(<span class="chatlog__author-tag">(?:BOT|SERVER)</span>\s*)?'
+    rb'(?:<span class="chatlog__timestamp" title="([^"]*)")?', re.S)
 _TIMESTAMP = re.compile(
     rb'class="chatlog__(?:timestamp|short-timestamp|system-notification-timestamp)" title="([^"]*)"'
 )
@@ -179,6 +185,15 @@ class HtmlExport:
         self.channel: str | None = None
         self.guild: str | None = None
         self.bytes_read = 0
+        self._offset_key: tuple[str | None, datetime] | None = None
+        self._offset_val: str | None = None
+
+    def _offset(self, text: str | None, utc: datetime) -> str | None:
+        # messages of one displayed minute share it: compute once per minute shown
+        key = (text, utc.replace(second=0, microsecond=0))
+        if key != self._offset_key:
+            self._offset_key, self._offset_val = key, _offset(text, utc)
+        return self._offset_val
 
     def _preamble(self, head: bytes) -> None:
         entries = [html.unescape(e.decode("utf-8", "replace")).strip()
@@ -261,18 +276,30 @@ class HtmlExport:
         msg_id = mid.decode()
         try:
             system = b"chatlog__system-notification" in seg[:2000]
-            a = _AUTHOR.search(seg) if b'<div class="chatlog__header">' in seg else None
-            if a:
-                display = _text(a.group(3))
-                full = _text(a.group(1)) if a.group(1) is not None else display
-                author = (display, full, bool(_BOT_TAG.search(seg, a.end(), a.end() + 300)),
-                          a.group(2).decode() if a.group(2) else None)
+            h = _HEADER.search(seg) if b'<div class="chatlog__header">' in seg else None
+            ts = None
+            if h:
+                display = _text(h.group(3))
+                full = _text(h.group(1)) if h.group(1) is not None else display
+                author = (display, full, h.group(4) is not None,
+                          h.group(2).decode() if h.group(2) else None)
+                ts = h.group(5)
+            else:
+                a = _AUTHOR.search(seg) if b'<span class="chatlog__author"' in seg else None
+                if a:  # a header laid out otherwise than the template's
+                    display = _text(a.group(3))
+                    full = _text(a.group(1)) if a.group(1) is not None else display
+                    author = (display, full,
+                              bool(_BOT_TAG.search(seg, a.end(), a.end() + 300)),
+                              a.group(2).decode() if a.group(2) else None)
             if author is None and not system:
                 raise InputError(f"message {msg_id} has no author (its group has no header)",
                                  path=path)
             utc = snowflake_time(msg_id)
-            ts = _TIMESTAMP.search(seg)
-            ts_text = _text(ts.group(1)) if ts else None
+            if ts is None:
+                t = _TIMESTAMP.search(seg)
+                ts = t.group(1) if t else None
+            ts_text = _text(ts) if ts is not None else None
             if utc is None:
                 utc = _parse_local(ts_text)
                 if utc is None:
@@ -307,7 +334,7 @@ class HtmlExport:
                              path=path) from exc
         display, full, is_bot, user_id = author or ("", "", False, None)
         msg = Message(
-            id=msg_id, time=utc, offset=_offset(ts_text, utc), time_text=ts_text,
+            id=msg_id, time=utc, offset=self._offset(ts_text, utc), time_text=ts_text,
             author=display, author_full=full, author_is_bot=is_bot, content=content,
             edited=b'<span class="chatlog__edited-timestamp"' in seg, attachments=_attachments(seg), reply_to=reply_to,
             reply_author=reply_author, reply_deleted=reply_deleted, interaction=interaction,
