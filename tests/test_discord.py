@@ -416,3 +416,31 @@ def test_streaming_json_and_ingest(lake, tmp_path):
 
 def test_html_encode_matches_dotnet():
     assert html_encode("a'b\"c<d>&é😀") == "a&#39;b&quot;c&lt;d&gt;&amp;&#233;&#128512;"
+
+
+def test_nested_markup_kept_verbatim(lake, tmp_path):
+    """Spoilers hold mentions and emoji: the content span is cut at its own closing tag."""
+    inner = ('<strong>a <span class="chatlog__markdown-spoiler chatlog__markdown-spoiler--hidden" '
+             'onclick="showSpoiler(event, this)">secret <span class="chatlog__markdown-mention" '
+             'title="bob#4242">@Bob</span> <em>door</em></span> &lt;/span&gt; opens</strong>')
+    msgs = [Msg("pika", html=inner + ' - <span class="chatlog__markdown-mention" '
+                'title="alice">@Alice ✨</span>', attachments=[("d.mp4", 5)]),
+            Msg("pika", html="<strong>second</strong> - <span class=\"chatlog__markdown-mention\" "
+                'title="carol">@Carol</span>')]
+    r = lake.ingest(write(tmp_path / "n.html", html_export(msgs)))
+    assert r.rows_added == 2
+    rows = rows_by_prompt(lake)
+    raw = inner[len("<strong>"):-len("</strong>")]
+    assert raw in rows
+    # the shared cleaning decodes entities, then drops tags (the encoded one too)
+    assert rows[raw]["prompt_clean"] == "a secret @Bob door opens"
+    assert rows[raw]["author_sha256"] == sha("alice")      # the last mention, not Bob
+    assert rows["second"]["author_sha256"] == sha("carol")
+
+
+def test_json_requester_is_last_mention(lake, tmp_path):
+    msgs = [Msg("pika", "**a duel between <@bob> and a dragon** - <@alice>")]
+    lake.ingest(write(tmp_path / "m.json", json_export(msgs)))
+    [row] = lake.dataset("prompts").to_table().to_pylist()
+    assert row["prompt"] == "a duel between @Bob and a dragon"
+    assert row["author_sha256"] == sha("alice")

@@ -328,7 +328,9 @@ class HtmlExport:
             content = content_b.decode("utf-8")
             if content.startswith(WMM_OPEN) and content.endswith(WMM_CLOSE):
                 content = content[len(WMM_OPEN):-len(WMM_CLOSE)]
-            mention = _MENTION.search(content_b) if b"chatlog__markdown-mention" in content_b else None
+            # the requester is the last mention: Pika writes "**prompt** - @user"
+            mention = (list(_MENTION.finditer(content_b))[-1]
+                       if b"chatlog__markdown-mention" in content_b else None)
         except UnicodeDecodeError as exc:
             raise InputError(f"message {msg_id} is not valid UTF-8 ({exc.reason})",
                              path=path) from exc

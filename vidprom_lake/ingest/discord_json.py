@@ -46,6 +46,19 @@ def _offset(ts: datetime) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
+def _last_mention(content: str, mentions: list[dict[str, Any]]) -> str | None:
+    """The user mentioned last in the text (Pika writes "**prompt** - @user")."""
+    if not mentions:
+        return None
+    best, where = mentions[0], -1
+    for u in mentions:
+        for name in (u.get("nickname"), u.get("name")):
+            at = content.rfind("@" + name) if name else -1
+            if at > where:
+                best, where = u, at
+    return full_name(best)
+
+
 class JsonExport:
     def __init__(self, path: str, fh: BinaryIO):
         self.path = path
@@ -145,7 +158,7 @@ class JsonExport:
             attachments=atts, reply_to=(ref or {}).get("messageId"), reply_author=None,
             reply_deleted=False, interaction=(inter or {}).get("name"),
             interaction_user=full_name((inter or {}).get("user")),
-            mention=full_name(mentions[0]) if mentions else None,
+            mention=_last_mention(obj.get("content") or "", mentions),
             system=obj.get("type") in SYSTEM_KINDS,
         )
 
