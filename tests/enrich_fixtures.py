@@ -46,15 +46,20 @@ def _table(dim: int) -> np.ndarray:
     return t / np.linalg.norm(t, axis=1, keepdims=True)
 
 
-def fake_vector(text: str, dim: int, tables: dict[int, np.ndarray] | None = None) -> np.ndarray:
-    """A deterministic unit vector for `text` (cheap: a table row picked by crc32, tilted)."""
+def fake_vectors(texts: list[str], dim: int,
+                 tables: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """Deterministic unit vectors for `texts` (cheap: table rows picked by crc32, tilted)."""
     tables = tables if tables is not None else {}
     if dim not in tables:
         tables[dim] = _table(dim)
-    h = zlib.crc32(text.encode())
-    v = tables[dim][h % _TABLE_SIZE].copy()
-    v[h % dim] += 0.5 + (h >> 20) / 4096.0
-    return v / np.linalg.norm(v)
+    h = np.array([zlib.crc32(t.encode()) for t in texts], dtype=np.int64)
+    v = tables[dim][h % _TABLE_SIZE]
+    v[np.arange(len(h)), h % dim] += (0.5 + (h >> 20) / 4096.0).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def fake_vector(text: str, dim: int, tables: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    return fake_vectors([text], dim, tables)[0]
 
 
 # ------------------------------------------------------------------------------ server
@@ -168,7 +173,7 @@ class EmbeddingServer:
             dim -= 1
         with self._lock:
             self.inputs += len(inputs)
-        vecs = np.stack([fake_vector(t, dim, self._tables) for t in inputs])
+        vecs = fake_vectors(inputs, dim, self._tables)
         if fault == "short":
             vecs = vecs[:-1]
         b64 = body.get("encoding_format") == "base64"
@@ -256,8 +261,8 @@ class FakeSession(EmbedSession):
             raise KeyboardInterrupt
         ok = np.array([bool(t.strip()) and "FAIL-ME" not in t for t in texts])
         fails = [RowFailure(i, "fake failure") for i in np.flatnonzero(~ok)]
-        vecs = np.stack([fake_vector(t, self.dims, self._tables) for t, k in zip(texts, ok) if k]) \
-            if ok.any() else np.empty((0, self.dims), np.float32)
+        vecs = fake_vectors([t for t, k in zip(texts, ok, strict=True) if k], self.dims,
+                            self._tables)
         return EmbedResult(vecs.astype(np.float32), ok, fails)
 
     def provenance(self) -> dict[str, Any]:

@@ -10,6 +10,9 @@ and reported at once. The key comes from ``OPENAI_API_KEY`` and is never stored 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
 import random
 import threading
@@ -116,11 +119,14 @@ class OpenAISession(EmbedSession):
     # ---------------------------------------------------------------- one request
     def _call(self, inputs: list[str]) -> np.ndarray:
         oa = self.openai
-        kwargs: dict[str, Any] = {"model": self.model, "input": inputs}
+        kwargs: dict[str, Any] = {"model": self.model, "input": inputs, "encoding_format": "base64"}
         if self.dimensions:
             kwargs["dimensions"] = self.dimensions
         try:
-            resp = self.client.embeddings.create(**kwargs)
+            # The raw answer, decoded here straight into numpy: building the client's pydantic
+            # objects and float lists costs ~6x more CPU than the request itself.
+            raw = self.client.embeddings.with_raw_response.create(**kwargs)
+            data = json.loads(raw.http_response.content)["data"]
         except oa.AuthenticationError:
             raise EnrichError(
                 f"the embeddings server at {safe_url(self.base_url) or 'api.openai.com'} rejected "
@@ -142,16 +148,15 @@ class OpenAISession(EmbedSession):
             raise _Retryable((f"connection: {exc}", None)) from None
         except (oa.APIResponseValidationError, ValueError, KeyError, TypeError) as exc:
             raise _Retryable((f"malformed answer: {exc}", None)) from None
-        data = getattr(resp, "data", None)
         if not isinstance(data, list) or len(data) != len(inputs):
             got = len(data) if isinstance(data, list) else type(data).__name__
             raise _Retryable((f"malformed answer: {got} embeddings for {len(inputs)} inputs", None))
         try:
-            order = sorted(data, key=lambda d: d.index)
-            if [d.index for d in order] != list(range(len(inputs))):
+            order = sorted(data, key=lambda d: d["index"])
+            if [d["index"] for d in order] != list(range(len(inputs))):
                 raise ValueError("indices do not match the inputs")
-            vecs = np.array([np.asarray(d.embedding, dtype=np.float32) for d in order])
-        except (ValueError, TypeError, AttributeError) as exc:
+            vecs = np.array([_decode(d["embedding"]) for d in order])
+        except (ValueError, TypeError, KeyError, binascii.Error) as exc:
             raise _Retryable((f"malformed answer: {exc}", None)) from None
         if vecs.ndim != 2:
             raise _Retryable(("malformed answer: embeddings of different lengths", None))
@@ -229,6 +234,15 @@ class OpenAISession(EmbedSession):
         self.embedded += len(keys)
         failures.sort(key=lambda f: f.index)
         return EmbedResult(vecs.astype(np.float32, copy=False), ok, failures)
+
+
+def _decode(value: Any) -> np.ndarray:
+    """One embedding: base64 little-endian float32 (asked for), or a float list (some servers)."""
+    if isinstance(value, str):
+        return np.frombuffer(base64.b64decode(value, validate=True), dtype="<f4").astype(np.float32)
+    if isinstance(value, list):
+        return np.asarray(value, dtype=np.float32)
+    raise TypeError(f"an embedding must be base64 text or a list, not {type(value).__name__}")
 
 
 def _msg(exc: Any) -> str:
