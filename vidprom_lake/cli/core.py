@@ -47,6 +47,14 @@ def init(ctx: click.Context, exist_ok: bool) -> None:
               help="HDF5: stored vector precision.")
 @click.option("--model", default=None, help="HDF5: embedding model id (default from the file).")
 @click.option("--dry-run", is_flag=True, help="Count what would be added; write nothing.")
+@click.option("--bot", default=None, help="Discord: name of the generation bot (default Pika).")
+@click.option("--prompt-pattern", default=None,
+              help="Discord: regex with a (?P<prompt>...) group, matched on the bot's messages.")
+@click.option("--since", default=None, help="Discord: keep messages from this date/time on (UTC).")
+@click.option("--until", default=None, help="Discord: keep messages up to this date/time (a date: the whole day).")
+@click.option("--keep-image-prompts", is_flag=True, help="Discord: keep image-to-video requests.")
+@click.option("--author-salt", default=None,
+              help="Discord: key for the author hash (default $VIDLAKE_AUTHOR_SALT; never stored).")
 @click.option("--report", "out_fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="How to print the ingest report.")
 @click.pass_context

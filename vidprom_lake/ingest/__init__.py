@@ -97,10 +97,35 @@ register("json", "a JSON array of records with a prompt field")(_prompts("json")
 register("parquet", "any Parquet file with a prompt column")(_prompts("parquet"))
 
 
+def _discord(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> IngestReport:
+    from .discord import read_exports
+
+    return read_exports(lake, path, opts, report)
+
+
+register("discord-html", "DiscordChatExporter HTML export(s): bot-reply and /create prompts")(
+    _discord)
+register("discord-json", "DiscordChatExporter JSON export(s): bot-reply and /create prompts")(
+    _discord)
+
+
 def detect(path: str) -> str:
     """Guess the format from the name and the first bytes."""
     p = Path(path)
     name = p.name.lower()
+    if p.is_dir():
+        from .discord import detect_folder
+
+        return detect_folder(path)
+    if name.endswith((".html", ".htm", ".json")):
+        from .discord import sniff
+
+        found = sniff(path)
+        if found:
+            return found
+        if name.endswith((".html", ".htm")):
+            raise InputError("not a DiscordChatExporter HTML export (no chatlog markup)",
+                             path=path)
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096)
@@ -141,9 +166,10 @@ def ingest(
     path = str(path)
     if not Path(path).exists():
         raise InputError("no such file", path=path)
-    if Path(path).is_dir():
-        raise InputError("is a folder; name the files to ingest", path=path)
     fmt = format or detect(path)
+    if Path(path).is_dir() and fmt not in ("discord-html", "discord-json"):
+        raise InputError("is a folder; only folders of Discord exports can be ingested whole; "
+                         "name the files to ingest", path=path)
     table = formats()
     if fmt not in table:
         raise VidlakeError(f"unknown format {fmt!r}; known formats: {', '.join(sorted(table))}")

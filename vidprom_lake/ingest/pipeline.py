@@ -54,6 +54,13 @@ class IngestOptions:
     dtype: str = "float32"
     model: str | None = None
     chunk_rows: int = 8192
+    # Discord exports (ingest/discord.py)
+    bot: str | None = None
+    prompt_pattern: str | None = None
+    since: Any = None  # date, datetime or ISO text
+    until: Any = None
+    keep_image_prompts: bool = False
+    author_salt: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[int, int | None], None] | None = None  # (done_units, total_units)
 
