@@ -135,7 +135,8 @@ def build_indexes(
             continue
         t0 = time.perf_counter()
         try:
-            idx = ds.create_index_uncommitted(col, kind, name=name, fragment_ids=frags, **params)
+            idx = ds.create_index_uncommitted(col, kind, name=name, fragment_ids=frags,
+                                              replace=old is not None, **params)
         except (ValueError, OSError, RuntimeError) as exc:
             raise VidlakeError(f"building the {kind} index on {col} failed: {exc}") from exc
         new.append(idx)
@@ -144,12 +145,27 @@ def build_indexes(
                        "seconds": round(time.perf_counter() - t0, 2),
                        "params": ", ".join(f"{k}={v}" for k, v in params.items())})
     if new:
+        rebuilt = {r["index"] for r in report if r["action"] == "rebuilt"}
+        removed = [_as_index(existing[name]) for name in sorted(rebuilt)]
+        removed = [i for group in removed for i in group]
         with lake.batch("index", params={"column": column, "index_type": index_type,
                                          "indexes": [r["index"] for r in report
                                                      if r["action"] != "up to date"]}) as b:
-            b.stage("prompts", lance.LanceOperation.CreateIndex(new, []), ds.version)
+            b.stage("prompts", lance.LanceOperation.CreateIndex(new, removed), ds.version)
             b.counts.update({"indexes": len(new)})
     return report
+
+
+def _as_index(desc: Any) -> list[Any]:
+    """The segments of an existing index as `lance.dataset.Index` (to name them as removed)."""
+    from lance.dataset import Index
+
+    return [Index(uuid=seg.uuid, name=desc.name, fields=list(desc.fields),
+                  dataset_version=seg.dataset_version_at_last_update,
+                  fragment_ids=seg.fragment_ids, index_version=seg.index_version,
+                  created_at=seg.created_at, base_id=seg.base_id,
+                  covering_fields=list(seg.covering_fields or []))
+            for seg in desc.segments]
 
 
 # ---------------------------------------------------------------------------- similar
