@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -462,3 +463,73 @@ def test_kill_while_holding_lock_does_not_leave_lake_locked(corpus: dict[str, An
     rows = log_rows(uri)
     assert [r["status"] for r in rows] == ["committed", "committed", "aborted", "committed"]
     assert open_lake(uri).count("prompts") == 700
+
+
+def test_writer_killed_mid_commit_while_another_writes(corpus: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    """A writer is killed right after its data commit while a second one is still writing.
+
+    Recovery (run by the second writer's commit) must roll back only the dead writer's version,
+    mark only the dead batch aborted, and the live batch must commit whole on top.
+    """
+    uri = copy_lake(corpus["state_a"], tmp_path / "lake")
+    c = synth.write_vidprom_csv(tmp_path / "c.csv", 250, seed=61)
+    staged = create_lake(tmp_path / "c_lake")
+    staged.ingest(str(c))
+    rows = staged.dataset("prompts").to_table()
+    lake = open_lake(uri)
+    with lake.batch("ingest", source=str(c)) as b:
+        i = rows.schema.get_field_index("batch_id")
+        rows = rows.set_column(i, rows.schema.field(i), pa.array([b.batch_id] * rows.num_rows))
+        b.append("prompts", rows)  # data files written, commit pending
+        b.counts["rows_added"] = rows.num_rows
+        run_killed(corpus["harness"], {"point": "data-commit"}, "--lake", uri, "ingest",
+                   str(corpus["b"]))
+        live = b.batch_id
+    log = log_rows(uri)
+    by_id = {r["batch_id"]: r for r in log}
+    assert by_id[live]["status"] == "committed"
+    dead = [r for r in log if r["batch_id"] != live and r["status"] != "committed"]
+    assert [r["status"] for r in dead] == ["aborted"]
+    assert "rolled back" in dead[0]["message"]
+    lake = open_lake(uri)
+    assert lake.count("prompts") == 400 + 250
+    assert lake.count("prompts", where=f"batch_id = '{live}'") == 250
+    # The killed ingest re-runs to completion on top.
+    assert cli("--lake", uri, "ingest", str(corpus["b"])).exit_code == 0
+    assert open_lake(uri).count("prompts") == 400 + 250 + 1500
+
+
+def test_attach_racing_an_ingest_fails_whole_and_reruns(corpus: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    """An HDF5 attach whose table gained rows meanwhile cannot commit its column: it fails
+    whole, with a clear message and a `failed` log entry; the ingest lands; a re-run attaches."""
+    uri = copy_lake(corpus["state_a"], tmp_path / "lake")
+    from vidprom_lake.errors import LakeBusy
+    from vidprom_lake.ingest import hdf5
+
+    lake = open_lake(uri)
+    original = hdf5._read_rows
+    ran: list[int] = []
+
+    def read_rows(*a: Any, **k: Any) -> Any:
+        if not ran:  # the first slice of vectors: another process ingests now
+            proc = spawn(corpus["harness"], {"point": "none"}, "--lake", uri, "ingest",
+                         str(corpus["b"]))
+            ran.append(proc.wait(timeout=120))
+        return original(*a, **k)
+
+    hdf5._read_rows = read_rows
+    try:
+        with pytest.raises(LakeBusy, match="another writer changed table prompts"):
+            lake.ingest(str(corpus["h5"]))
+    finally:
+        hdf5._read_rows = original
+    assert ran == [0]
+    log = log_rows(uri)
+    assert [(r["kind"], r["status"]) for r in log[2:]] == [
+        ("attach-embeddings", "failed"), ("ingest", "committed")]
+    lake = open_lake(uri)
+    assert "embedding" not in lake.dataset("prompts").schema.names
+    assert fingerprint(lake) == corpus["fp_ab"]
+    assert_rerun_completes(uri, corpus["h5"], corpus["fp_abe"], "attach-embeddings")

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import s3_fixtures
 from click.testing import CliRunner
-from s3_fixtures import list_keys, moto_s3, s3_bucket, s3_client, s3_env  # noqa: F401
+from s3_fixtures import list_keys
 from test_kill import fingerprint, spawn, write_harness
 
 from vidprom_lake import create_lake, open_lake, synth
@@ -30,6 +31,12 @@ from vidprom_lake.lock import write_lock
 pytestmark = [pytest.mark.s3, pytest.mark.slow, pytest.mark.timeout(300)]
 
 LOCK_KEY = "lake/_vidlake.lock"
+
+# The moto server and its environment (tests/s3_fixtures.py).
+moto_s3 = s3_fixtures.moto_s3
+s3_env = s3_fixtures.s3_env
+s3_client = s3_fixtures.s3_client
+s3_bucket = s3_fixtures.s3_bucket
 
 
 def cli(*args: str) -> Any:

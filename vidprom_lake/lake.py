@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from . import storage
-from .errors import BatchNotFound, LakeExists, LakeNotFound, SchemaError, VidlakeError
+from .errors import BatchNotFound, LakeBusy, LakeExists, LakeNotFound, SchemaError, VidlakeError
 from .lock import try_lock, write_lock
 from .schema import BATCHES_SCHEMA, SCHEMAS, TABLES, conform, is_vector_field
 
@@ -584,12 +584,22 @@ class Batch:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
-            self._commit("committed")
+            try:
+                self._commit("committed")
+            except BaseException as commit_exc:  # the final commit failed: say so in the log
+                self._fail(commit_exc)
+                raise
             return
+        self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Undo anything half-committed and record the batch as failed, with the error."""
         self._staged.clear()
         message = f"{type(exc).__name__}: {exc}"[:2000]
         with contextlib.suppress(Exception), write_lock(self.lake.uri, timeout=60):
             self.lake._recover_locked()
+            # Recovery may have logged an event for this batch (it rolled back our own commit).
+            self._seq = max(self._seq, _next_seq(self.lake._events(), self.batch_id) - 1)
             self._seq += 1
             self.lake._append_event(
                 self.batch_id, self._seq, "failed", counts=self.counts, message=message,
@@ -676,29 +686,11 @@ class Batch:
         self._commit("chunk")
 
     def _commit(self, status: str) -> None:
-        import lance
-
         lake = self.lake
         with write_lock(lake.uri):
             lake._recover_locked()
             for st in self._staged:
-                uri = lake.table_uri(st.table)
-                if st.kind == "restore":
-                    lake._open(st.table, st.transaction).restore()
-                elif isinstance(st.transaction, lance.Transaction):
-                    st.transaction.transaction_properties = {
-                        **(st.transaction.transaction_properties or {}),
-                        TXN_BATCH_KEY: self.batch_id,
-                    }
-                    lance.LanceDataset.commit(
-                        uri, st.transaction, read_version=st.read_version,
-                        storage_options=lake._storage,
-                    )
-                else:
-                    lance.LanceDataset.commit(
-                        uri, st.transaction, read_version=st.read_version,
-                        storage_options=lake._storage, commit_message=f"vidlake {self.batch_id}",
-                    )
+                self._commit_one(st)
                 self._changed.add(st.table)
             self._staged.clear()
             versions = lake._latest_versions()
@@ -712,6 +704,43 @@ class Batch:
             if status == "committed":
                 for table in sorted(self._changed):
                     _tag(lake._open(table), self.batch_id, versions[table])
+
+    def _commit_one(self, st: _Staged) -> None:
+        """Commit one staged operation; every commit names this batch (for recovery)."""
+        import lance
+        from lance.commit import CommitConflictError
+
+        lake = self.lake
+        uri = lake.table_uri(st.table)
+        if st.kind == "restore":
+            lake._open(st.table, st.transaction).restore()
+            return
+        txn = st.transaction
+        if not isinstance(txn, lance.Transaction):
+            txn = lance.Transaction(read_version=st.read_version, operation=txn)
+        txn.transaction_properties = {**(txn.transaction_properties or {}),
+                                      TXN_BATCH_KEY: self.batch_id}
+        try:
+            lance.LanceDataset.commit(uri, txn, read_version=st.read_version,
+                                      storage_options=lake._storage)
+            return
+        except CommitConflictError as exc:
+            conflict = exc
+        if st.kind == "append" and isinstance(txn.operation, lance.LanceOperation.Append):
+            # New rows stand on their own: put the same data files on top of the table as it
+            # is now (e.g. after a restore or a crash recovery since this batch read it).
+            latest = lake._open(st.table).version
+            again = lance.Transaction(
+                read_version=latest, operation=lance.LanceOperation.Append(txn.operation.fragments),
+                transaction_properties=txn.transaction_properties)
+            lance.LanceDataset.commit(uri, again, read_version=latest,
+                                      storage_options=lake._storage)
+            return
+        raise LakeBusy(
+            f"another writer changed table {st.table} while {self.batch_id} ({self.kind}) was "
+            f"running, so this commit was not made ({str(conflict).split(',')[0]}); run the "
+            "command again: it resumes where the lake is"
+        ) from conflict
 
 
 def _writable_schema(stored: pa.Schema, table: str) -> pa.Schema:
