@@ -50,8 +50,6 @@ _HEADER = re.compile(
 _TIMESTAMP = re.compile(
     rb'class="chatlog__(?:timestamp|short-timestamp|system-notification-timestamp)" title="([^"]*)"'
 )
-_REPLY = re.compile(rb'<div class="chatlog__reply">(.*?)(?=<div class="chatlog__header"|'
-                    rb'<div class="chatlog__content|<div class="chatlog__attachment|\Z)', re.S)
 _REPLY_AUTHOR = re.compile(rb'<div class="chatlog__reply-author"[^>]*? title="([^"]*)"')
 _REPLY_TARGET = re.compile(rb"scrollToMessage\(event, '(\d+)'\)")
 _REPLY_USED = re.compile(rb'<div class="chatlog__reply-content">\s*used /([^\s<]+)')
@@ -307,9 +305,12 @@ class HtmlExport:
                                      f"snowflake and {ts_text!r} does not parse)", path=path)
             reply_to = interaction = interaction_user = reply_author = None
             reply_deleted = False
-            r = _REPLY.search(seg) if b'<div class="chatlog__reply">' in seg else None
-            if r:
-                block = r.group(1)
+            r = seg.find(b'<div class="chatlog__reply">')
+            if r >= 0:
+                end = seg.find(b'<div class="chatlog__header"', r)
+                if end < 0:
+                    end = seg.find(b'<div class="chatlog__content', r)
+                block = seg[r:end] if end >= 0 else seg[r:]
                 ra = _REPLY_AUTHOR.search(block)
                 if ra:
                     reply_author = _text(ra.group(1))
