@@ -444,3 +444,21 @@ def test_json_requester_is_last_mention(lake, tmp_path):
     [row] = lake.dataset("prompts").to_table().to_pylist()
     assert row["prompt"] == "a duel between @Bob and a dragon"
     assert row["author_sha256"] == sha("alice")
+
+
+def test_multi_block_export_cut_and_bad_utf8(lake, tmp_path):
+    big = tmp_path / "big.html"
+    counts = write_big_html(big, 3_000_000, seed=5)              # three 1 MB blocks and more
+    r = lake.ingest(big, dry_run=True)
+    assert r.messages == counts["messages"] and r.prompts == counts["bot_prompts"]
+    data = big.read_bytes()
+    cut = tmp_path / "cut.html"
+    cut.write_bytes(data[: 2_500_000])
+    with pytest.raises(InputError, match=r"cut\.html: the export is truncated after message \d+"):
+        lake.ingest(cut)
+    i = data.index(b"<strong>", 1_500_000)
+    broken = tmp_path / "broken.html"
+    broken.write_bytes(data[: i + 8] + b"\xff\xfe" + data[i + 8:])
+    with pytest.raises(InputError, match=r"broken\.html: message \d+ is not valid UTF-8"):
+        lake.ingest(broken)
+    assert lake.count("prompts") == 0
