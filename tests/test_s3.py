@@ -255,5 +255,19 @@ def test_kill_on_s3_while_holding_lease(point: str, s3_bucket: str, s3_client: A
 
 def test_missing_bucket_is_a_clear_error(s3_env: dict[str, str], tmp_path: Path) -> None:
     result = cli("--lake", "s3://no-such-bucket-vidlake/lake", "log")
-    assert result.exit_code != 0
+    assert result.exit_code == 1
     assert "no lake at s3://no-such-bucket-vidlake/lake" in result.output
+    result = CliRunner().invoke(main, ["--lake", "s3://no-such-bucket-vidlake/lake", "init"])
+    assert result.exit_code == 1
+    assert "no bucket 'no-such-bucket-vidlake'" in result.output
+
+
+def test_unreachable_endpoint_is_not_reported_as_a_missing_lake(
+        s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    dead = f"http://127.0.0.1:{s3_fixtures.free_port()}"  # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT", dead)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+    result = cli("--lake", "s3://bucket/lake", "log")
+    assert result.exit_code == 1
+    assert "cannot read s3://bucket/lake/batches.lance (check AWS_ENDPOINT" in result.output
+    assert "no lake at" not in result.output

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import LakeBusy
+from .errors import LakeBusy, LakeNotFound, VidlakeError
 from .storage import is_remote
 
 LEASE_SECONDS = 30.0
@@ -87,7 +87,7 @@ def _s3_client() -> Any:
 
 @contextlib.contextmanager
 def _s3_lease(root: str, timeout: float) -> Iterator[None]:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     without = root[len("s3://"):]
     bucket, _, prefix = without.partition("/")
@@ -106,10 +106,17 @@ def _s3_lease(root: str, timeout: float) -> Iterator[None]:
         try:
             etag = client.put_object(Bucket=bucket, Key=key, Body=body(), IfNoneMatch="*")["ETag"]
             break
+        except BotoCoreError as exc:  # no credentials, endpoint unreachable, ...
+            raise VidlakeError(f"cannot reach s3://{bucket}/{key} for the lake's lock: {exc}") from exc
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket":
+                raise LakeNotFound(f"no bucket {bucket!r} for the lake at {root}") from None
             if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
-                raise
+                msg = exc.response.get("Error", {}).get("Message", "")
+                raise VidlakeError(
+                    f"cannot write the lake's lock s3://{bucket}/{key}: {code} {msg}".rstrip()
+                ) from exc
             # Someone holds it: take it over only if their lease has expired.
             try:
                 got = client.get_object(Bucket=bucket, Key=key)

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .errors import VidlakeError
+
 OBJECT_SCHEMES = ("s3", "gs", "az", "abfs", "memory")
 
 
@@ -57,6 +59,7 @@ def storage_options(uri: str) -> dict[str, str] | None:
 
 
 def exists(uri: str) -> bool:
+    """Whether a Lance dataset is at `uri`. An unreachable store is an error, not a "no"."""
     if not is_remote(uri):
         return Path(uri).exists()
     import lance
@@ -64,5 +67,11 @@ def exists(uri: str) -> bool:
     try:
         lance.dataset(uri, storage_options=storage_options(uri))
         return True
-    except (ValueError, OSError):
-        return False
+    except (ValueError, OSError) as exc:
+        text = str(exc)
+        if "not found" in text.lower() or "NoSuchBucket" in text or "NoSuchKey" in text:
+            return False
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise VidlakeError(
+            f"cannot read {uri} (check AWS_ENDPOINT, AWS_REGION and the credentials): {first[:400]}"
+        ) from exc
