@@ -421,20 +421,21 @@ class Spill:
 
         self.path = os.path.join(folder, "occurrences.parquet")
         self.writer = pq.ParquetWriter(self.path, SPILL_SCHEMA, compression="zstd")
-        self.cols: dict[str, list[Any]] = {n: [] for n in SPILL_SCHEMA.names}
+        self.buf: list[tuple[Any, ...]] = []
         self.rows = 0
 
     def add(self, row: tuple[Any, ...]) -> None:
-        for name, v in zip(SPILL_SCHEMA.names, row, strict=True):
-            self.cols[name].append(v)
+        self.buf.append(row)
         self.rows += 1
-        if len(self.cols["uuid"]) >= SPILL_ROWS:
+        if len(self.buf) >= SPILL_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        if self.cols["uuid"]:
-            self.writer.write_table(pa.table(self.cols, schema=SPILL_SCHEMA))
-            self.cols = {n: [] for n in SPILL_SCHEMA.names}
+        if self.buf:
+            cols = [pa.array(list(c), type=f.type)
+                    for c, f in zip(zip(*self.buf, strict=True), SPILL_SCHEMA, strict=True)]
+            self.writer.write_table(pa.Table.from_arrays(cols, schema=SPILL_SCHEMA))
+            self.buf = []
 
     def close(self) -> None:
         self.flush()
