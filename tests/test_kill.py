@@ -555,3 +555,35 @@ def test_sql_reads_the_logged_head_inside_a_commit_window(corpus: dict[str, Any]
         reader = open_lake(uri)  # cannot heal: the lock is held
         assert reader.count("prompts") == 400
         assert reader.query("select count(*) as n from prompts").column("n")[0].as_py() == 400
+
+
+@pytest.mark.parametrize("spec", [
+    pytest.param({"point": "data-commit", "nth": 1}, id="b-after-data-commit"),
+    pytest.param({"point": "log-event", "nth": 1}, id="c-after-log-event"),
+])
+def test_kill_hdf5_fill_of_existing_column(corpus: dict[str, Any], tmp_path: Path,
+                                           spec: dict[str, Any]) -> None:
+    """The other attach path: the column exists, the file fills rows still missing it
+    (a merge_insert of existing rows rather than new column files)."""
+    import h5py
+    import numpy as np
+
+    part = tmp_path / "e_first400.h5"
+    with h5py.File(corpus["h5"], "r") as src, h5py.File(part, "w") as dst:
+        dst.create_dataset("uuid", data=src["uuid"][:400])
+        dst.create_dataset("embeddings", data=np.asarray(src["embeddings"][:400]))
+        dst.attrs["model"] = src.attrs["model"]
+    uri = copy_lake(corpus["state_ab"], tmp_path / "lake")
+    open_lake(uri).ingest(str(part))
+    before = fingerprint(open_lake(uri))
+    assert open_lake(uri).count("prompts", where="embedding IS NULL") == 1500
+
+    run_killed(corpus["harness"], spec, "--lake", uri, "ingest", str(corpus["h5"]))
+    lake = open_lake(uri)
+    if spec["point"] == "data-commit":
+        assert fingerprint(lake) == before
+        assert_killed_batch_aborted(uri, before=4)
+    else:
+        assert fingerprint(lake) == corpus["fp_abe"]
+    assert_rerun_completes(uri, corpus["h5"], corpus["fp_abe"], "attach-embeddings")
+    assert open_lake(uri).count("prompts", where="embedding IS NULL") == 0
