@@ -127,6 +127,10 @@ def test_extracts_prompts_and_metadata(lake, exports, kind):
     assert len(cextra["parts"]) == 3 and cextra["attachments"][0]["filename"] == "castle.mp4"
     fox = json.loads(rows["a fox in the snow"]["extra"])
     assert fox["reply_id"] == rows["a fox in the snow"]["source_id"]
+    if kind == "html":  # the HTML export says the request was deleted; JSON only has its id
+        assert fox["request_deleted"] is True
+    else:
+        assert fox["request_id"]
     # nobody's name is stored anywhere
     for r in rows.values():
         for v in r.values():
