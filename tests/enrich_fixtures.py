@@ -15,6 +15,7 @@ separate process (the benchmark does).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import sys
@@ -311,10 +312,8 @@ def main(argv: list[str]) -> None:
                           max_inputs=int(args.get("--max-inputs", 2048)),
                           key=args.get("--key", TEST_KEY), port=int(args.get("--port", 0)))
     print(srv.base_url, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         srv.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

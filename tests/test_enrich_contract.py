@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from enrich_fixtures import TEST_KEY, EmbeddingServer, build_detoxify_checkpoint
 
 import vidprom_lake.enrich as enrich
-from enrich_fixtures import TEST_KEY, EmbeddingServer, build_detoxify_checkpoint
 from vidprom_lake import create_lake, synth
 from vidprom_lake.cli import main
 from vidprom_lake.enrich import GROUP, EmbedSession, ScoreSession, enrichers

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from enrich_fixtures import build_detoxify_checkpoint
+
 from vidprom_lake import create_lake
 from vidprom_lake.cli import main
 from vidprom_lake.enrich import EnrichError, score

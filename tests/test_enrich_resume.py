@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from enrich_fixtures import FakeEmbedder, fake_vector
 
 import vidprom_lake.enrich as enrich
-from enrich_fixtures import FakeEmbedder, fake_vector
 from vidprom_lake import create_lake, open_lake
 from vidprom_lake.cli import main
 

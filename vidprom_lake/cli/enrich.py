@@ -21,9 +21,16 @@ def _lake(ctx: click.Context) -> Any:
 @contextmanager
 def _progress(label: str) -> Iterator[Any]:
     """A rich progress bar with rows/s and ETA (only on a terminal); yields a callback."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
-                               SpinnerColumn, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class RowsPerSecond(ProgressColumn):

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from .base import (
     EmbedResult,
     EmbedSession,
-    EnrichError,
     Enricher,
+    EnrichError,
     RowFailure,
     ScoreResult,
     ScoreSession,

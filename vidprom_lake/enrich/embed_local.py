@@ -11,8 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from .base import (EmbedResult, EmbedSession, EnrichError, Enricher, RowFailure, auto_device,
-                   quiet_transformers, versions)
+from .base import (
+    EmbedResult,
+    EmbedSession,
+    Enricher,
+    EnrichError,
+    RowFailure,
+    auto_device,
+    quiet_transformers,
+    versions,
+)
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -44,7 +52,7 @@ class LocalSession(EmbedSession):
 
     def embed(self, texts: list[str]) -> EmbedResult:
         ok = np.array([bool(t and t.strip()) for t in texts], dtype=bool)
-        failures = [RowFailure(i, "empty text") for i in np.flatnonzero(~ok)]
+        failures = [RowFailure(int(i), "empty text") for i in np.flatnonzero(~ok)]
         good = [t for t, k in zip(texts, ok, strict=True) if k]
         if not good:
             return EmbedResult(np.empty((0, self.dims or 0), np.float32), ok, failures)

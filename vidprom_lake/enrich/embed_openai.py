@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .base import EmbedResult, EmbedSession, EnrichError, Enricher, RowFailure, versions
+from .base import EmbedResult, EmbedSession, Enricher, EnrichError, RowFailure, versions
 
 KNOWN_DIMS = {
     "text-embedding-3-large": 3072,
@@ -202,8 +202,8 @@ class OpenAISession(EmbedSession):
         futures = [self.pool.submit(self._batch, texts, req) for req in self._requests(texts, todo)]
         try:
             for f in futures:
-                vecs, fails = f.result()
-                got.update(vecs)
+                part, fails = f.result()
+                got.update(part)
                 failures.extend(fails)
         except BaseException:
             for f in futures:
@@ -225,10 +225,10 @@ class OpenAISession(EmbedSession):
                     f"({'--dimensions ' + str(self.dimensions) if self.dimensions else self.model}); "
                     "nothing from this answer was stored")
             self.dims = dim
-            finite = np.isfinite(vecs).all(axis=1)
+            finite: np.ndarray = np.asarray(np.isfinite(vecs).all(axis=1))
             for j in np.flatnonzero(~finite):
                 failures.append(RowFailure(keys[j], "server returned NaN/inf values"))
-            keys = [k for k, f in zip(keys, finite, strict=True) if f]
+            keys = [k for k, f in zip(keys, finite.tolist(), strict=True) if f]
             vecs = vecs[finite]
         ok[keys] = True
         self.embedded += len(keys)

@@ -25,8 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from .base import (EnrichError, Enricher, RowFailure, ScoreResult, ScoreSession, auto_device,
-                   quiet_transformers, versions)
+from .base import (
+    Enricher,
+    EnrichError,
+    RowFailure,
+    ScoreResult,
+    ScoreSession,
+    auto_device,
+    quiet_transformers,
+    versions,
+)
 
 # Detoxify's own release files (detoxify.detoxify.MODEL_URLS), kept here so `vidlake enrichers`
 # can check the cache without importing torch.

@@ -23,7 +23,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -238,9 +238,9 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
     else:
         _count(ds, _filter(None, where), where)  # validate --where before loading a model
 
-    sess = session or enr.open(variant, dimensions=dimensions, base_url=base_url,
+    sess = session or cast(EmbedSession, enr.open(variant, dimensions=dimensions, base_url=base_url,
                                batch_size=batch_size, device=device, concurrency=concurrency,
-                               normalize=normalize, **(options or {}))
+                               normalize=normalize, **(options or {})))
     try:
         return _embed(lake, sess, report, model=model, column=column, text_column=text_column,
                       dimensions=dimensions, base_url=base_url, limit=limit, where=where,
@@ -268,6 +268,9 @@ def _embed(lake: Lake, sess: EmbedSession, report: EnrichReport, *, model: str, 
         same = (old_model == sess.model_id and old_dims == sess.dims
                 and meta.get("vidlake:dtype", "float32") == dtype)
         if not same:
+            ds0 = lake._open("prompts")
+            if not recompute and ds0.count_rows(filter=f"{_q(column)} IS NOT NULL") == 0:
+                recompute = True  # an empty column (a run that died before its first chunk)
             if not recompute:
                 theirs = f"{sess.dims}-d {sess.model_id}" if sess.dims else sess.model_id
                 raise SchemaError(
@@ -379,9 +382,9 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
         report.notes.append("nothing to do: every selected prompt has NSFW scores")
         report.seconds = time.perf_counter() - t_start
         return report
-    sess = session or enr.open(variant, checkpoint=checkpoint, config_dir=config_dir,
+    sess = session or cast(ScoreSession, enr.open(variant, checkpoint=checkpoint, config_dir=config_dir,
                                download=download, device=device, batch_size=batch_size,
-                               **(options or {}))
+                               **(options or {})))
     try:
         labels = list(sess.labels)
         report.columns = labels
