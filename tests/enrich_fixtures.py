@@ -69,7 +69,7 @@ class EmbeddingServer:
 
     `script` is a list of faults answered to the next requests, one each, in order:
     ``"429"`` (Retry-After: retry_after), ``"500"``, ``"malformed"`` (invalid JSON),
-    ``"short"`` (one embedding missing), ``"wrong_dims"``, ``"401"``, ``"404"``.
+    ``"short"`` (one embedding missing), ``"wrong_dims"``, ``"nan_first"``, ``"401"``, ``"404"``.
     ``always`` applies one fault to every request. Inputs containing ``reject_marker`` get a
     400 like OpenAI's "maximum context length" error.
     """
@@ -77,7 +77,7 @@ class EmbeddingServer:
     def __init__(self, *, delay: float = 0.0, max_inputs: int = 2048, dim: int = 64,
                  key: str | None = TEST_KEY, script: list[str] | None = None,
                  always: str | None = None, retry_after: float = 0.01,
-                 reject_marker: str = "REJECT-ME", port: int = 0):
+                 reject_marker: str = "REJECT-ME", port: int = 0, floats: bool = False):
         self.delay = delay
         self.max_inputs = max_inputs
         self.dim = dim
@@ -86,6 +86,7 @@ class EmbeddingServer:
         self.always = always
         self.retry_after = retry_after
         self.reject_marker = reject_marker
+        self.floats = floats  # answer float lists even when base64 is asked (some servers do)
         self.requests = 0
         self.inputs = 0
         self.in_flight = 0
@@ -177,7 +178,9 @@ class EmbeddingServer:
         vecs = fake_vectors(inputs, dim, self._tables)
         if fault == "short":
             vecs = vecs[:-1]
-        b64 = body.get("encoding_format") == "base64"
+        if fault == "nan_first":
+            vecs[0, 0] = np.nan
+        b64 = body.get("encoding_format") == "base64" and not self.floats
         data = [{"object": "embedding", "index": i,
                  "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if b64
                  else [float(x) for x in v]} for i, v in enumerate(vecs)]

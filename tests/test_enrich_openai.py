@@ -180,3 +180,27 @@ def test_one_space_per_column(tmp_path: Path, key: str) -> None:
     f = lake.dataset("prompts").schema.field("embedding")
     assert f.type.list_size == 16
     assert lake.count(where="embedding IS NULL") == 0
+
+
+def test_nan_answer_is_a_failed_row_and_float_answers_work(tmp_path: Path, key: str) -> None:
+    lake = _lake(tmp_path, PROMPTS[:6])
+    with EmbeddingServer(script=["nan_first"], floats=True) as srv:
+        r = embed(lake, MODEL, dimensions=8, base_url=srv.base_url, options=FAST)
+    assert r.rows_done == 5 and r.rows_failed == 1
+    assert r.failures[0]["error"] == "server returned NaN/inf values"
+    assert lake.count(where="embedding IS NULL") == 1
+    for p, v in _vectors(lake, "embedding").items():
+        if v is not None:
+            np.testing.assert_allclose(v, fake_vector(p, 8), rtol=1e-6)
+            assert np.isfinite(v).all()
+
+
+def test_empty_column_of_a_dead_run_is_replaced(tmp_path: Path, key: str) -> None:
+    lake = _lake(tmp_path, PROMPTS[:4])
+    with EmbeddingServer(always="500") as srv, pytest.raises(EnrichError):
+        embed(lake, MODEL, dimensions=8, base_url=srv.base_url, options=FAST)
+    assert lake.dataset("prompts").schema.field("embedding").type.list_size == 8
+    with EmbeddingServer() as srv:
+        r = embed(lake, MODEL, dimensions=16, base_url=srv.base_url)
+    assert r.rows_done == 4
+    assert lake.dataset("prompts").schema.field("embedding").type.list_size == 16
