@@ -96,8 +96,9 @@ def test_core_paths_on_s3(s3_bucket: str, s3_client: Any, files: dict[str, Any])
     gallery = lake.query("select count(*) as n, count(video_id) as v from gallery").to_pylist()
     assert gallery == [{"n": 500, "v": 0}]  # prompts without videos appear once
     one = lake.query("select uuid, prompt from prompts order by uuid limit 1").to_pylist()[0]
-    assert lake.get_prompt(one["uuid"])["prompt"] == one["prompt"]
-    assert lake.to_polars("prompts", lazy=False).height == 500
+    got = lake.get_prompt(one["uuid"])
+    assert got is not None and got["prompt"] == one["prompt"]
+    assert lake.to_polars("prompts").collect().height == 500  # type: ignore[union-attr]
 
     # The log, as-of, diff, restore.
     log = cli_json(uri, "log")
