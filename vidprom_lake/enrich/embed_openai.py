@@ -82,8 +82,9 @@ class OpenAISession(EmbedSession):
         # The client's own retries are off: ours count, log and honour Retry-After uniformly.
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0,
                                     timeout=timeout)
-        # Rows handed over per call: enough requests to keep every worker busy twice over.
-        self.piece_rows = self.max_inputs * self.concurrency * 2
+        # Rows handed over per call: a whole chunk, so requests stream through the pool with no
+        # barrier until the chunk is done (progress then moves once a chunk).
+        self.piece_rows = 1 << 20
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="vidlake-openai")
 
     def close(self) -> None:
