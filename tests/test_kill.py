@@ -587,3 +587,49 @@ def test_kill_hdf5_fill_of_existing_column(corpus: dict[str, Any], tmp_path: Pat
         assert fingerprint(lake) == corpus["fp_abe"]
     assert_rerun_completes(uri, corpus["h5"], corpus["fp_abe"], "attach-embeddings")
     assert open_lake(uri).count("prompts", where="embedding IS NULL") == 0
+
+
+CHUNKED_JOB = textwrap.dedent('''
+    import os, signal, sys
+    import numpy as np
+    import pyarrow as pa
+    from vidprom_lake import open_lake
+
+    uri, src, die_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    lake = open_lake(uri)
+    rows = open_lake(src).dataset("prompts").to_table()
+    have = set(lake.uuid_index().tolist())
+    todo = rows.filter(pa.array([u not in have for u in rows.column("uuid").to_pylist()]))
+    with lake.batch("chunked-copy", source=src) as b:
+        todo = todo.set_column(todo.schema.get_field_index("batch_id"), "batch_id",
+                               pa.array([b.batch_id] * todo.num_rows))
+        for i, start in enumerate(range(0, todo.num_rows, 300)):
+            if i == die_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            b.append("prompts", todo.slice(start, 300))
+            b.counts["rows_added"] = b.counts.get("rows_added", 0) + min(300, todo.num_rows - start)
+            b.commit()
+''')
+
+
+def test_long_job_killed_between_chunks_keeps_its_chunks(corpus: dict[str, Any],
+                                                         tmp_path: Path) -> None:
+    """A chunked job (how enrichers and generators write) killed after two chunks: those two
+    stay committed and readable, the batch is logged aborted, and a resumed run completes."""
+    job = tmp_path / "chunked_job.py"
+    job.write_text(CHUNKED_JOB)
+    uri = copy_lake(corpus["state_a"], tmp_path / "lake")
+    src = str(corpus["state_ab"])
+    proc = subprocess.run([sys.executable, str(job), uri, src, "2"], capture_output=True,
+                          timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    lake = open_lake(uri)
+    assert lake.count("prompts") == 400 + 600
+    log = log_rows(uri)
+    assert log[-1]["status"] == "aborted" and log[-1]["kind"] == "chunked-copy"
+    assert log[-1]["rows_added"] == 600
+    proc = subprocess.run([sys.executable, str(job), uri, src, "-1"], capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert fingerprint(open_lake(uri)) == corpus["fp_ab"]
+    assert log_rows(uri)[-1]["status"] == "committed"
