@@ -19,6 +19,7 @@ child process, so its peak RSS (ru_maxrss from wait4) is its own:
 
 Throughput is reported against wall time and against the child's CPU time: the box is shared
 (its load average is printed), and CPU time is the figure that does not depend on neighbours.
+The parse run is repeated (``--repeat``, default 3) and the best wall time is reported.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def main() -> None:
                     help="BeautifulSoup on an export of this size (0: the same full file)")
     ap.add_argument("--dir", default="/tmp/discord-bench")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="parse runs (the best wall time is reported; the box is shared)")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -133,9 +136,15 @@ def main() -> None:
         runs = {}
         for name, kind, path in (("ours: parse", "parse", big), ("ours: dry run", "dry", big),
                                  ("ours: ingest", "ingest", big), ("bs4 (lxml)", "bs4", base)):
-            print(f"running {name} on {path.name} ...", flush=True)
-            runs[name] = measure(kind, path)
-            print("   ", json.dumps(runs[name]), flush=True)
+            tries = []
+            for _ in range(args.repeat if kind == "parse" else 1):
+                print(f"running {name} on {path.name} ...", flush=True)
+                tries.append(measure(kind, path))
+                print("   ", json.dumps(tries[-1]), flush=True)
+            best = min(tries, key=lambda r: r.get("wall_s", float("inf")))
+            if len(tries) > 1:
+                best["tries_wall_s"] = [round(r.get("wall_s", 0), 1) for r in tries]
+            runs[name] = best
         parse = runs["ours: parse"]
         assert parse.get("messages") == counts["messages"], parse
         load = os.getloadavg()
@@ -168,6 +177,8 @@ def write_results(runs: dict, counts: dict, load: tuple[float, float, float]) ->
         result = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
                            for k, v in r.items()
                            if k in ("messages", "prompts", "rows_added", "rows_in_lake"))
+        if "tries_wall_s" in r:
+            result += f"; best of {len(r['tries_wall_s'])} (wall s: {r['tries_wall_s']})"
         lines.append(f"| {name} | {r['mb']:.0f} | {r['wall_s']:.1f} | {r['mb_s_wall']:.1f} | "
                      f"{r['cpu_s']:.1f} | {r['mb_s_cpu']:.1f} | {r['rss_mb']:.0f} | {result} |")
     bs = runs.get("bs4 (lxml)", {})
