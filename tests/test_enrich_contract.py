@@ -162,3 +162,17 @@ def test_contract_through_the_lake(third_party, setups, tmp_path: Path, name: st
     assert again.rows_todo == 0 and again.batch_id is None
     info = lake.batch_info(r.batch_id)
     assert info.status == "committed" and info.provenance["model"]
+
+
+def test_listing_and_help_load_no_heavy_library() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom vidprom_lake.cli import main\n"
+            "for args in (['enrichers'], ['embed', '--help'], ['score', '--help']):\n"
+            "    assert CliRunner().invoke(main, args).exit_code == 0\n"
+            "heavy = [m for m in ('torch', 'openai', 'detoxify', 'sentence_transformers',"
+            " 'transformers') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr

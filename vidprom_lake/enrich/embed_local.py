@@ -32,6 +32,9 @@ class LocalSession(EmbedSession):
         self.path = path
         self.normalize = normalize
         self.batch_size = batch_size or 64
+        # Rows per encode call: sentence-transformers sorts each call by length, so larger calls
+        # pad less; 2,048 still moves the progress bar every few seconds on a CPU.
+        self.piece_rows = 2048
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:  # pragma: no cover - guarded by require()
