@@ -96,10 +96,10 @@ def step_ingest_lake(a: dict[str, Any]) -> dict[str, Any]:
 
     shutil.rmtree(a["lake"], ignore_errors=True)
     lake = create_lake(a["lake"])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rep = lake.ingest(a["csv"])
     secs = time.perf_counter() - t0
-    return {"seconds": secs, "rows_added": rep.rows_added, "rows_read": rep.rows_read,
+    return {"seconds": secs, "cpu": time.process_time() - c0, "rows_added": rep.rows_added, "rows_read": rep.rows_read,
             "mismatches": rep.uuid_mismatches, "skipped": rep.skipped_total}
 
 
@@ -108,12 +108,13 @@ def step_duckdb_parquet(a: dict[str, Any]) -> dict[str, Any]:
 
     out = a["parquet"]
     Path(out).unlink(missing_ok=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     con = duckdb.connect(":memory:")
     con.execute(f"COPY (SELECT * FROM read_csv('{a['csv']}')) TO '{out}' (FORMAT parquet)")
     secs = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     n = con.execute(f"select count(*) from read_parquet('{out}')").fetchone()[0]
-    return {"seconds": secs, "rows": n}
+    return {"seconds": secs, "cpu": cpu, "rows": n}
 
 
 def step_export_parquet(a: dict[str, Any]) -> dict[str, Any]:
@@ -149,29 +150,32 @@ def step_queries(a: dict[str, Any]) -> dict[str, Any]:
     lake = open_lake(a["lake"])
     mode = a["mode"]
     view_statements(lake)  # warm caches both sides share (schema read)
-    res: dict[str, Any] = {"fresh": {}, "open": {}, "rows": {}}
+    res: dict[str, Any] = {"fresh": {}, "open": {}, "rows": {}, "fresh_cpu": {}, "open_cpu": {}}
     if mode == "lake":
         lake.query("select 1")  # loads the extension library once per process
         for name, q in QUERIES.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             t = lake.query(q)
             res["fresh"][name] = time.perf_counter() - t0
+            res["fresh_cpu"][name] = time.process_time() - c0
             res["rows"][name] = t.num_rows
         con = lake.sql()
     else:
         _parquet_connection(lake, a["pq_dir"]).close()
         for name, q in QUERIES.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             con = _parquet_connection(lake, a["pq_dir"])
             t = con.execute(q).fetch_arrow_table()
             con.close()
             res["fresh"][name] = time.perf_counter() - t0
+            res["fresh_cpu"][name] = time.process_time() - c0
             res["rows"][name] = t.num_rows
         con = _parquet_connection(lake, a["pq_dir"])
     for name, q in QUERIES.items():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         con.execute(q).fetch_arrow_table()
         res["open"][name] = time.perf_counter() - t0
+        res["open_cpu"][name] = time.process_time() - c0
     return res
 
 
@@ -187,14 +191,15 @@ def step_lookup(a: dict[str, Any]) -> dict[str, Any]:
         head["prompts"] = int(a["version"])
         lake = Lake(lake.uri, pinned=head)
     lake.get_prompt(uuids[0])  # open the dataset, load the index
-    times = []
+    times, cpus = [], []
     found = 0
     for u in uuids:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         row = lake.get_prompt(u)
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
         found += row is not None and row["uuid"] == u
-    return {"times": times, "found": found,
+    return {"times": times, "cpus": cpus, "found": found,
             "indices": [i["name"] for i in lake.dataset("prompts").list_indices()]}
 
 
@@ -226,7 +231,7 @@ def step_create_index(a: dict[str, Any]) -> dict[str, Any]:
 def step_h5_raw(a: dict[str, Any]) -> dict[str, Any]:
     import h5py
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     total = 0
     with h5py.File(a["h5"], "r") as h5:
         u = h5["uuid"][()]
@@ -237,15 +242,15 @@ def step_h5_raw(a: dict[str, Any]) -> dict[str, Any]:
             block = ds[s:s + step]
             total += block.nbytes
     total += u.nbytes
-    return {"seconds": time.perf_counter() - t0, "bytes": total}
+    return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "bytes": total}
 
 
 def step_sha256(a: dict[str, Any]) -> dict[str, Any]:
     from vidprom_lake.ingest.pipeline import file_sha256
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     file_sha256(a["h5"])
-    return {"seconds": time.perf_counter() - t0}
+    return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}
 
 
 def step_attach(a: dict[str, Any]) -> dict[str, Any]:
@@ -256,12 +261,13 @@ def step_attach(a: dict[str, Any]) -> dict[str, Any]:
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst)
     lake = open_lake(dst)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rep = lake.ingest(a["h5"])
     secs = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     lake = open_lake(dst)
     n = lake.count("prompts", "embedding IS NOT NULL")
-    return {"seconds": secs, "rows_updated": rep.rows_updated, "with_embedding": n}
+    return {"seconds": secs, "cpu": cpu, "rows_updated": rep.rows_updated, "with_embedding": n}
 
 
 STEPS = {name[5:]: fn for name, fn in globals().items() if name.startswith("step_")}
@@ -310,6 +316,7 @@ def run_child_measured(step: str, args: dict[str, Any], *, profile: str | None =
     res = json.loads(line[7:])
     res["wall"] = wall
     res["rss_mb"] = ru.ru_maxrss / 1024
+    res["cpu_s"] = ru.ru_utime + ru.ru_stime
     if profile:
         Path(profile + ".txt").write_text(err)
     return res
@@ -437,11 +444,11 @@ def main(argv: list[str] | None = None) -> int:
             d = run_child_measured("duckdb_parquet", {**common, "csv": str(csv_path),
                                                        "parquet": str(work / "duckdb.parquet")})
             ddb.append(d)
-            print(f"  duckdb read_csv->parquet: {d['seconds']:.2f} s, rss {d['rss_mb']:.0f} MB", flush=True)
+            print(f"  duckdb read_csv->parquet: {d['seconds']:.2f} s (cpu {d['cpu']:.1f} s), rss {d['rss_mb']:.0f} MB", flush=True)
             r = run_child_measured("ingest_lake", {**common, "csv": str(csv_path), "lake": str(lake_dir)},
                                    profile=pf("ingest") if i == 0 else None)
             ing.append(r)
-            print(f"  lake.ingest(csv):         {r['seconds']:.2f} s, rss {r['rss_mb']:.0f} MB "
+            print(f"  lake.ingest(csv):         {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s), rss {r['rss_mb']:.0f} MB "
                   f"({r['rows_added']:,} rows)", flush=True)
         R["ingest"] = {"lake": ing, "duckdb": ddb, "lake_bytes": du(lake_dir / "prompts.lance"),
                        "parquet_bytes": du(work / "duckdb.parquet")}
@@ -568,7 +575,11 @@ def render(R: dict[str, Any], a: argparse.Namespace) -> str:
         "",
         "## Results",
         "",
-        "| figure | VidLake | baseline | ratio | target | result |",
+        "Wall-clock times decide PASS/FAIL. Because the 2 cores were shared with other jobs, the",
+        "CPU seconds (user+sys of the whole process, all threads) of the same step are shown too:",
+        "their ratio is far less sensitive to the load.",
+        "",
+        "| figure | VidLake (wall / CPU) | baseline (wall / CPU) | ratio wall (CPU) | target | result |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     notes: list[str] = []
@@ -576,37 +587,40 @@ def render(R: dict[str, Any], a: argparse.Namespace) -> str:
         ing = R["ingest"]
         ls = med([x["seconds"] for x in ing["lake"]])
         ds = med([x["seconds"] for x in ing["duckdb"]])
+        lc = med([x["cpu"] for x in ing["lake"]])
+        dc = med([x["cpu"] for x in ing["duckdb"]])
         rss = max(x["rss_mb"] for x in ing["lake"]) / 1024
-        out.append(f"| CSV ingest, {c['rows']:,} rows | {ls:.1f} s | DuckDB read_csv -> Parquet "
-                   f"{ds:.1f} s | {ls / ds:.2f}x | <= {TARGET_INGEST_RATIO:g}x | "
+        out.append(f"| CSV ingest, {c['rows']:,} rows | {ls:.1f} s / {lc:.1f} s | DuckDB read_csv -> Parquet "
+                   f"{ds:.1f} s / {dc:.1f} s | {ls / ds:.2f}x ({lc / dc:.2f}x) | <= {TARGET_INGEST_RATIO:g}x | "
                    f"{ok(ls / ds <= TARGET_INGEST_RATIO)} |")
         out.append(f"| CSV ingest peak RSS | {rss:.2f} GB | DuckDB "
                    f"{max(x['rss_mb'] for x in ing['duckdb']) / 1024:.2f} GB | | < {TARGET_INGEST_RSS_GB:g} GB | "
                    f"{ok(rss < TARGET_INGEST_RSS_GB)} |")
-        notes.append(f"- Ingest runs: lake {secs_list(ing['lake'])} s; "
+        notes.append(f"- Ingest runs (wall): lake {secs_list(ing['lake'])} s; "
                      f"DuckDB {secs_list(ing['duckdb'])} s. "
                      f"prompts.lance {ing['lake_bytes'] / 1e6:.0f} MB, DuckDB's Parquet "
                      f"{ing['parquet_bytes'] / 1e6:.0f} MB.")
     if "query" in R:
         q = R["query"]
-        worst = 0.0
         for name in QUERIES:
             lf = med([x["fresh"][name] for x in q["lake"]])
             pf_ = med([x["fresh"][name] for x in q["parquet"]])
+            lfc = med([x["fresh_cpu"][name] for x in q["lake"]])
+            pfc = med([x["fresh_cpu"][name] for x in q["parquet"]])
             lo = med([x["open"][name] for x in q["lake"]])
             po = med([x["open"][name] for x in q["parquet"]])
-            worst = max(worst, lf / pf_)
-            out.append(f"| query `{name}` (open conn.: {lo * 1000:.0f} vs {po * 1000:.0f} ms, "
-                       f"x{lo / po:.2f}) | {lf * 1000:.0f} ms | Parquet {pf_ * 1000:.0f} ms | "
-                       f"{lf / pf_:.2f}x | <= {TARGET_QUERY_RATIO:g}x | {ok(lf / pf_ <= TARGET_QUERY_RATIO)} |")
+            out.append(f"| query `{name}` (on an open connection: {lo * 1000:.0f} vs {po * 1000:.0f} ms, "
+                       f"x{lo / po:.2f}) | {lf * 1000:.0f} / {lfc * 1000:.0f} ms | Parquet {pf_ * 1000:.0f} / "
+                       f"{pfc * 1000:.0f} ms | {lf / pf_:.2f}x ({lfc / pfc:.2f}x) | <= {TARGET_QUERY_RATIO:g}x | "
+                       f"{ok(lf / pf_ <= TARGET_QUERY_RATIO)} |")
         rss_l = max(x["rss_mb"] for x in q["lake"]) / 1024
         rss_p = max(x["rss_mb"] for x in q["parquet"]) / 1024
         out.append(f"| query process peak RSS | {rss_l:.2f} GB | {rss_p:.2f} GB | | | |")
         notes.append("- Queries: `lake.query(sql)` opens a DuckDB connection, loads the lance "
                      "extension and creates the views on every call (as `vidlake query` does); the "
                      "Parquet baseline likewise builds a fresh connection with the same view "
-                     "definitions over `read_parquet` each call. '(open conn.)' is the same SQL on an "
-                     "already-open connection on both sides. Median of "
+                     "definitions over `read_parquet` each call. 'On an open connection' is the same SQL on an "
+                     "already-open connection on both sides (`lake.sql()` vs DuckDB over Parquet). Median of "
                      f"{len(q['lake'])} runs. Parquet copy of prompts: {q['parquet_bytes'] / 1e6:.0f} MB.")
         notes.append("- SQL: " + "; ".join(f"`{k}`: `{v}`" for k, v in QUERIES.items()))
     if "lookup" in R:
@@ -615,8 +629,11 @@ def render(R: dict[str, Any], a: argparse.Namespace) -> str:
             xs = lk[key]
             p50 = med([pct(x["times"], 0.5) for x in xs]) * 1000
             p99 = med([pct(x["times"], 0.99) for x in xs]) * 1000
-            out.append(f"| `get_prompt(uuid)`, {label}, p50 / p99 | {p50:.2f} / {p99:.2f} ms | | | "
-                       f"< {TARGET_LOOKUP_MS:g} ms | {ok(p99 < TARGET_LOOKUP_MS)} (p99) |")
+            c50 = med([pct(x["cpus"], 0.5) for x in xs]) * 1000
+            c99 = med([pct(x["cpus"], 0.99) for x in xs]) * 1000
+            out.append(f"| `get_prompt(uuid)`, {label}, p50 / p99 | {p50:.2f} / {p99:.2f} ms "
+                       f"(CPU {c50:.2f} / {c99:.2f} ms) | | | < {TARGET_LOOKUP_MS:g} ms | "
+                       f"{ok(p99 < TARGET_LOOKUP_MS)} (p99), {ok(p50 < TARGET_LOOKUP_MS)} (p50) |")
         xs = lk["parquet"]
         out.append(f"| reference: DuckDB point query on Parquet, p50 / p99 | | "
                    f"{med([pct(x['times'], 0.5) for x in xs]) * 1000:.2f} / "
@@ -625,26 +642,29 @@ def render(R: dict[str, Any], a: argparse.Namespace) -> str:
                      f"after one warm-up call; medians of {len(lk['index'])} runs. All found: "
                      f"{all(x['found'] == a.lookups for x in lk['index'] + lk['noindex'])}. "
                      f"BTREE build on {c['rows']:,} uuids: {lk['create_index']['seconds']:.1f} s, "
-                     f"{lk['create_index']['rss_mb']:.0f} MB peak.")
+                     f"{lk['create_index']['rss_mb']:.0f} MB peak. The index was built with "
+                     "`create_scalar_index` on a copy of the lake and the lake pinned at that version: "
+                     "an index version that no batch records is rolled back by the next `open_lake()`.")
     if "embed" in R:
         e = R["embed"]
         hb = gen["h5"]["bytes"]
         rb = med([x["bytes"] / x["seconds"] for x in e["raw"]])
+        rbc = med([x["bytes"] / x["cpu"] for x in e["raw"]])
         at = med([x["seconds"] for x in e["attach"]])
-        ab = hb / at
+        atc = med([x["cpu"] for x in e["attach"]])
+        ab, abc = hb / at, hb / atc
         rss = max(x["rss_mb"] for x in e["attach"]) / 1024
-        out.append(f"| HDF5 attach {gen['h5']['rows']:,} x {gen['h5']['dim']} | {at:.1f} s = "
-                   f"{ab / 1e9:.2f} GB/s | h5py raw read {rb / 1e9:.2f} GB/s | "
-                   f"{ab / rb:.2f} of raw | >= 0.33 of raw | {ok(ab / rb >= TARGET_EMBED_FRACTION)} |")
+        out.append(f"| HDF5 attach {gen['h5']['rows']:,} x {gen['h5']['dim']} | {at:.1f} s / {atc:.1f} s = "
+                   f"{ab / 1e9:.2f} GB/s | h5py raw read {rb / 1e9:.2f} GB/s (per CPU s {rbc / 1e9:.2f}) | "
+                   f"{ab / rb:.2f} of raw ({abc / rbc:.2f}) | >= 0.33 of raw | {ok(ab / rb >= TARGET_EMBED_FRACTION)} |")
         out.append(f"| HDF5 attach peak RSS | {rss:.2f} GB | raw read "
                    f"{max(x['rss_mb'] for x in e['raw']) / 1024:.2f} GB | | < {TARGET_EMBED_RSS_GB:g} GB | "
                    f"{ok(rss < TARGET_EMBED_RSS_GB)} |")
         sh = med([x["seconds"] for x in e["sha256"]])
-        notes.append(f"- HDF5: raw read runs {rate_list(e['raw'])} "
-                     f"GB/s (warm); attach runs {secs_list(e['attach'])} s, "
-                     f"of which the source sha256 alone takes ~{sh:.1f} s ({hb / sh / 1e9:.2f} GB/s). "
-                     f"Attach = `lake.ingest(embed.h5)` on a lake holding exactly the file's "
-                     f"{gen['h5']['rows']:,} prompts (ingested from the first rows of the CSV).")
+        notes.append(f"- HDF5: raw read runs {rate_list(e['raw'])} GB/s (warm); attach runs "
+                     f"{secs_list(e['attach'])} s, of which the source sha256 alone takes ~{sh:.1f} s "
+                     f"({hb / sh / 1e9:.2f} GB/s). Attach = `lake.ingest(embed.h5)` on a lake holding "
+                     f"exactly the file's {gen['h5']['rows']:,} prompts (ingested from the first rows of the CSV).")
     out += ["", "## Notes", "", *notes, ""]
     return "\n".join(out)
 
