@@ -18,7 +18,7 @@ Pipeline, per ingest call (one file, or every export in a folder, as one batch):
 4. **Spill** the surviving occurrences (small rows) to a temporary Parquet file, so memory does
    not grow with the number of prompts, then **aggregate** them in DuckDB by uuid: the earliest
    occurrence (time, then file order) gives the row, ``occurrences`` counts them all, and the
-   same ``clean_sql``/``flags_sql`` expressions as every other format compute ``prompt_clean``
+   same ``clean_select`` expressions as every other format compute ``prompt_clean``
    and ``flags``. Nothing is written until every file parsed cleanly.
 5. **Append** the uuids the lake lacks in one `lake.batch("ingest")`.
 
@@ -48,7 +48,7 @@ import pyarrow as pa
 
 from ..errors import InputError, VidlakeError
 from ..schema import PROMPTS_SCHEMA, TIME_TYPE
-from .clean import clean_sql, finish_clean, flags_sql, uuid5
+from .clean import clean_select, finish_clean, uuid5
 from .pipeline import BATCH_ROWS, IngestOptions, IngestReport, file_sha256
 
 if TYPE_CHECKING:
@@ -585,17 +585,16 @@ def parse_file(path: str, fmt: str | None, cfg: Config, report: DiscordReport,
 # ---------------------------------------------------------------------------- aggregation
 def _aggregate_sql(spill_path: str) -> str:
     lit = "'" + spill_path.replace("'", "''") + "'"
-    return (
-        "SELECT uuid, prompt, " + clean_sql("prompt") + " AS prompt_clean, "
-        + flags_sql("prompt") + " AS flags, time, occurrences, source_id, channel, "
-        "author_sha256, extra FROM ("
+    return clean_select(
+        "SELECT uuid, prompt, time, occurrences, source_id, channel, "
+        "author_sha256, extra, first FROM ("
         " SELECT uuid, arg_min(prompt, k) AS prompt, min(time) AS time, "
         " count(*)::BIGINT AS occurrences, arg_min(source_id, k) AS source_id, "
         " arg_min(channel, k) AS channel, arg_min(author_sha256, k) AS author_sha256, "
         " arg_min(extra, k) AS extra, min(k) AS first"
         f" FROM (SELECT *, (time, ord) AS k FROM read_parquet({lit})) GROUP BY uuid"
         ") ORDER BY first"
-    )
+    ) + " ORDER BY first"
 
 
 def _rows(con: Any, spill_path: str, lake_uuids: np.ndarray, report: DiscordReport,

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..schema import NSFW_LABELS, PROMPTS_SCHEMA
-from .clean import clean_sql, finish_clean, flags_sql, sha1_sql, uuid5_sql
+from .clean import ENTITY_RE, clean_select, finish_clean, sha1_sql, uuid5_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -158,10 +158,9 @@ def _full_sql(q: SourceQuery) -> str:
             f"FROM (SELECT *, (coalesce(time, TIMESTAMP '9999-12-31'), _row) AS _ord FROM ({keyed}) k) o "
             "GROUP BY _key ORDER BY _row"
         )
-    return (
-        f"SELECT *, {clean_sql('prompt')} AS prompt_clean, {flags_sql('prompt')} AS flags "
-        f"FROM ({keyed}) AS k"
-    )
+    # 64-bit hashes of the key and the text let the dedup below run on integers in numpy.
+    hashed = f"SELECT *, hash(_key) AS _hkey, hash(prompt) AS _hprompt FROM ({keyed}) AS k"
+    return clean_select(hashed)
 
 
 def _validate(
@@ -216,18 +215,42 @@ def _validate(
 
 
 class _Seen:
-    """uuids already in the lake (sorted array) and seen earlier in this file (dict)."""
+    """Which keys the lake already has, and which this file already gave, by 64-bit hash.
 
-    def __init__(self, lake_uuids: np.ndarray):
-        self.lake = lake_uuids
-        self.file: dict[str, int] = {}
+    The lake side is a sorted array of DuckDB `hash(uuid)` values with the uuids in the same
+    order, so a hash hit is confirmed on the string itself (a collision never drops a prompt).
+    The file side maps each key hash to its text hash, to tell a repeated prompt from one
+    uuid given to two texts.
+    """
 
-    def in_lake(self, uuids: np.ndarray) -> np.ndarray:
-        if not len(self.lake):
-            return np.zeros(len(uuids), dtype=bool)
-        pos = np.searchsorted(self.lake, uuids)
-        pos[pos >= len(self.lake)] = 0
-        return self.lake[pos] == uuids
+    def __init__(self, lake: Lake, con: duckdb.DuckDBPyConnection):
+        con.register("__lake_uuids", lake.dataset("prompts").scanner(columns=["uuid"]).to_reader())
+        t = con.execute("SELECT hash(uuid) AS h, uuid FROM __lake_uuids ORDER BY h").to_arrow_table()
+        con.unregister("__lake_uuids")
+        self.lake_h = t.column("h").to_numpy()
+        self.lake_u = t.column("uuid").combine_chunks() if t.num_rows else pa.array([], pa.string())
+        self.file: dict[int, int] = {}
+
+    def in_lake(self, hk: np.ndarray, keys: pa.Array) -> np.ndarray:
+        n = len(self.lake_h)
+        if not n:
+            return np.zeros(len(hk), dtype=bool)
+        pos = np.searchsorted(self.lake_h, hk)
+        pos[pos >= n] = n - 1
+        cand = self.lake_h[pos] == hk
+        hit = np.zeros(len(hk), dtype=bool)
+        idx = np.flatnonzero(cand)
+        if len(idx):
+            same = pc.equal(self.lake_u.take(pa.array(pos[idx])), keys.take(pa.array(idx)))
+            same_np = same.to_numpy(zero_copy_only=False)
+            hit[idx[same_np]] = True
+            for i in idx[~same_np]:  # a 64-bit collision: look at every uuid with that hash
+                j = int(pos[i])
+                while j < n and self.lake_h[j] == hk[i]:
+                    if self.lake_u[j].as_py() == keys[int(i)].as_py():
+                        hit[i] = True
+                    j += 1
+        return hit
 
 
 def stream_new_rows(
@@ -236,8 +259,8 @@ def stream_new_rows(
     """The rows of `q` that the lake lacks, validated and shaped as the prompts schema."""
     import duckdb
 
-    seen = _Seen(lake.uuid_index())
     sql = _full_sql(q)
+    seen = _Seen(lake, q.con)
     try:
         reader = q.con.execute(sql).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
@@ -255,34 +278,41 @@ def stream_new_rows(
         report.rows_read += n
         first_row = next_row
         next_row += n
+        if "_row" in batch.schema.names and batch.column("_row").null_count == n:
+            batch = batch.set_column(batch.schema.get_field_index("_row"), "_row",
+                                     pa.array(np.arange(first_row, first_row + n), pa.int64()))
         batch = _validate(batch, first_row, path, opts, report)
         if not batch.num_rows:
             continue
         cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         key = cols["_key"]
-        uuids = np.array(key.to_numpy(zero_copy_only=False), dtype="U36")
-        keep = ~seen.in_lake(uuids)
+        hk = cols["_hkey"].to_numpy()
+        keep = ~seen.in_lake(hk, key)
         report.already_in_lake += int((~keep).sum())
         # within-file duplicates (only possible when the format does not aggregate)
         if not q.aggregate:
-            rows = cols["_row"].to_pylist() if "_row" in cols else [None] * len(uuids)
-            prompts = cols["prompt"]
-            for i in np.flatnonzero(keep):
-                u = str(uuids[i])
-                h = hash(prompts[int(i)].as_py())
-                prev = seen.file.get(u)
-                if prev is None:
-                    seen.file[u] = h
-                    continue
+            hp = cols["_hprompt"].to_numpy()
+            hk_list, hp_list = hk.tolist(), hp.tolist()
+            file = seen.file
+            again = np.fromiter((h in file for h in hk_list), dtype=bool, count=len(hk_list))
+            # first occurrences within this batch
+            _, first_idx = np.unique(hk, return_index=True)
+            dup_in_batch = np.ones(len(hk), dtype=bool)
+            dup_in_batch[first_idx] = False
+            for i in np.flatnonzero((again | dup_in_batch) & keep):
+                prev = file.get(hk_list[i])
+                if prev is None:  # repeated within this batch: compare with its first
+                    prev = hp_list[int(np.flatnonzero(hk == hk[i])[0])]
                 keep[i] = False
-                if prev != h:
-                    row = rows[int(i)] or first_row + int(i)
-                    msg = f"uuid {u} appears again with a different prompt text"
+                if prev != hp_list[i]:
+                    row = cols["_row"][int(i)].as_py()
+                    msg = f"uuid {key[int(i)].as_py()} appears again with a different prompt text"
                     if not opts.skip_bad:
                         raise InputError(msg, path=path, row=row)
                     report.skip(row, msg)
                 else:
                     report.duplicates_in_file += 1
+            file.update(zip(hk[keep].tolist(), hp[keep].tolist(), strict=True))
         given = cols["uuid_given"]
         uuid5 = cols["uuid5"]
         mism = pc.and_(pc.is_valid(given), pc.not_equal(given, uuid5)).fill_null(False)
@@ -297,7 +327,7 @@ def stream_new_rows(
                     )
             # a given uuid that exists in the lake under another text is a conflict
             for i in np.flatnonzero(mism.to_numpy(zero_copy_only=False) & ~keep):
-                mismatch_check.append((str(uuids[i]), cols["prompt"][int(i)].as_py(),
+                mismatch_check.append((key[int(i)].as_py(), cols["prompt"][int(i)].as_py(),
                                        cols["_row"][int(i)].as_py() or 0))
         if not keep.all():
             batch = batch.filter(pa.array(keep))
@@ -305,8 +335,12 @@ def stream_new_rows(
         if not batch.num_rows:
             continue
         clean = cols["prompt_clean"]
-        if pc.any(pc.match_substring(clean, "&")).as_py():
-            clean = pa.array([finish_clean(v) for v in clean.to_pylist()], pa.string())
+        ent = pc.match_substring_regex(clean, ENTITY_RE).fill_null(False)
+        if pc.any(ent).as_py():
+            vals = clean.to_pylist()
+            for i in np.flatnonzero(ent.to_numpy(zero_copy_only=False)):
+                vals[i] = finish_clean(vals[i])
+            clean = pa.array(vals, pa.string())
         out = {
             "uuid": cols["_key"],
             "prompt": cols["prompt"],

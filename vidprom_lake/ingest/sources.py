@@ -110,7 +110,7 @@ def vidprom_csv(path: str, opts: IngestOptions, report: IngestReport) -> SourceQ
     unknown = [c for c in header if c not in VIDPROM_COLUMNS]
     _unknown(unknown, path, opts, report)
     con = _connect()
-    time_norm = "regexp_replace(trim(\"time\"), '\\s+', ' ', 'g')"
+    time_norm = "trim(\"time\")"  # strptime's %d takes ctime's space-padded day
     sql = (
         "SELECT NULL::BIGINT AS _row, prompt, "
         "nullif(trim(lower(uuid)), '') AS uuid_given, "
