@@ -379,12 +379,14 @@ class ExactEngine:
 
 # ---------------------------------------------------------------------------- approximate engine
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of each row's k largest scores (torch when present: much faster)."""
+    """Column indices of each row's k largest scores, best first (torch when present: faster)."""
     k = min(k, scores.shape[1])
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a core dependency here
-        return np.argpartition(scores, -k, axis=1)[:, -k:]
+        part = np.argpartition(scores, -k, axis=1)[:, -k:]
+        order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
+        return np.take_along_axis(part, order, 1)
     return torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1).indices.numpy()
 
 
@@ -474,8 +476,9 @@ class ApproxEngine:
     def __init__(self, reader: VectorReader, threshold: float, *, capacity: int,
                  partitions: int | None = None, nprobe: int | None = None,
                  reduced_dims: int | None = None, block_rows: int | None = None,
-                 seed: int = 0):
+                 spill: int = 2, seed: int = 0):
         self.reader = reader
+        self.spill = max(1, spill)
         self.t = threshold
         self.dim = d = reader.dim
         self.margin32 = gemm_margin(d)
@@ -484,7 +487,7 @@ class ApproxEngine:
         self.r = min(reduced_dims, d)
         self.partitions = partitions or int(np.clip(2 ** round(math.log2(max(capacity, 1) / 800)), 16, 4096))
         self.nprobe = min(nprobe or 16, self.partitions)
-        self.block = block_rows or max(1024, min(32768, int(2 ** 26 // d)))
+        self.block = block_rows or max(1024, min(8192, int(2 ** 26 // d)))
         self.seed = seed
         self.capacity = capacity
         self.q8 = np.empty((capacity, d), np.int8)  # pages are only touched as rows arrive
@@ -524,7 +527,8 @@ class ApproxEngine:
         self.centroids = _kmeans(rall, self.partitions, self.seed)
         self.parts = [_Grow(self.r, np.float16) for _ in range(self.partitions)]
         self.delta = self._calibrate(xh, rs[0]) if self.w is not None else self.margin32
-        self.stats.update({"partitions": self.partitions, "nprobe": self.nprobe,
+        self.spill = min(self.spill, self.partitions)
+        self.stats.update({"partitions": self.partitions, "nprobe": self.nprobe, "spill": self.spill,
                            "reduced_dims": self.r, "margin": round(self.delta, 4),
                            "train_rows": n_train})
         self._tick("train", t0)
@@ -564,27 +568,28 @@ class ApproxEngine:
         self.scale[a:b] = sc
         self.kpos[a:b] = pos
         self.n = b
-        order = np.argsort(part, kind="stable")
-        ps = part[order]
+        flat = part.reshape(-1)
+        rows = np.repeat(np.arange(len(pos)), part.shape[1]) if part.ndim == 2 else np.arange(len(pos))
+        order = np.argsort(flat, kind="stable")
+        ps = flat[order]
         cuts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1], True])
-        ids = np.arange(a, b)[order]
-        rr = r[order].astype(np.float16)
+        ids = (a + rows)[order]
+        rr = r[rows[order]].astype(np.float16)
         for s, e in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
             self.parts[int(ps[s])].add(rr[s:e], ids[s:e])
         self._check_sample(pos, x)
 
     def _probe(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        scores = r @ self.centroids.T
-        probes = _topk(scores, self.nprobe)
-        primary = probes[np.arange(len(r)), np.argmax(np.take_along_axis(scores, probes, 1), axis=1)]
-        return probes, primary
+        """The partitions each row probes (best first) and the `spill` ones it lives in."""
+        probes = _topk(r @ self.centroids.T, max(self.nprobe, self.spill))
+        return probes[:, :self.nprobe], probes[:, :self.spill]
 
     def load_prior(self, prior_kept: np.ndarray) -> None:
         t0 = time.perf_counter()
         for pos, x in self.reader.blocks(np.asarray(prior_kept, np.int64), self.block):
             r = self._reduce(x)
-            _, primary = self._probe(r)
-            self._add_kept(pos, x, primary, r)
+            _, homes = self._probe(r)
+            self._add_kept(pos, x, homes, r)
         self._tick("load_prior", t0)
 
     # -- the sample check (exact max similarity to the kept set, for recall estimates)
@@ -657,12 +662,18 @@ class ApproxEngine:
                 ck.append(g.ids[kj])
         pq = np.concatenate(cq) if cq else np.empty(0, np.int64)
         pk = np.concatenate(ck) if ck else np.empty(0, np.int64)
+        if self.spill > 1 and len(pq):
+            key = np.unique(pq.astype(np.int64) * self.capacity + pk)
+            pq, pk = key // self.capacity, key % self.capacity
         t0 = self._tick("candidates", t0)
         ps = self._verify(pq, pk, x)
         t0 = self._tick("verify", t0)
         # candidates within the block: earlier rows whose primary partition this row probes
-        members_order = np.argsort(primary, kind="stable")
-        mp = primary[members_order]
+        home_rows = np.repeat(np.arange(nb), primary.shape[1])
+        hflat = primary.reshape(-1)
+        members_order = np.argsort(hflat, kind="stable")
+        mp = hflat[members_order]
+        members_order = home_rows[members_order]
         mb = np.searchsorted(mp, np.arange(self.partitions + 1))
         iq_l: list[np.ndarray] = []
         ij_l: list[np.ndarray] = []
@@ -677,7 +688,12 @@ class ApproxEngine:
                 ij_l.append(ms[mj])
         iq = np.concatenate(iq_l) if iq_l else np.empty(0, np.int64)
         ij = np.concatenate(ij_l) if ij_l else np.empty(0, np.int64)
-        isim = np.einsum("ij,ij->i", x[iq], x[ij]).astype(np.float64) if len(iq) else np.empty(0)
+        if self.spill > 1 and len(iq):
+            key = np.unique(iq.astype(np.int64) * nb + ij)
+            iq, ij = key // nb, key % nb
+        isim = np.empty(len(iq))
+        for a in range(0, len(iq), 16384):
+            isim[a:a + 16384] = np.einsum("ij,ij->i", x[iq[a:a + 16384]], x[ij[a:a + 16384]])
         near = np.abs(isim - self.t) < self.margin32
         if near.any():
             isim[near] = canonical_sims(x[iq[near]], x[ij[near]])
@@ -838,6 +854,7 @@ def dedup(
     partitions: int | None = None,
     nprobe: int | None = None,
     reduced_dims: int | None = None,
+    spill: int = 2,
     block_rows: int | None = None,
     min_approx_rows: int = 50_000,
     memory_gb: float = DEFAULT_MEMORY_GB,
@@ -936,7 +953,7 @@ def dedup(
     else:
         engine = ApproxEngine(reader, threshold, capacity=len(prior_kept) + len(positions),
                               partitions=partitions, nprobe=nprobe, reduced_dims=reduced_dims,
-                              block_rows=block_rows, seed=seed)
+                              block_rows=block_rows, spill=spill, seed=seed)
         rng = np.random.default_rng(seed + 1)
         engine.train(np.concatenate([prior_kept, positions]))
         if check_sample:

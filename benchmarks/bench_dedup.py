@@ -1,0 +1,310 @@
+"""VidProS dedup and `similar` benchmarks, side by side with SemHash, on generated embeddings.
+
+    python benchmarks/bench_dedup.py --size 100k            # ~3 min: ours, exact, SemHash
+    python benchmarks/bench_dedup.py --size 1m              # ours; add --semhash for SemHash (~30 min)
+    python benchmarks/bench_dedup.py --size full            # 1.67M x 3072: ~45 GB disk, run alone
+
+Each size builds a lake under --root (default /tmp/dedup-bench) with benchmarks/gen_vectors.py
+(clustered, anisotropic vectors with planted near-duplicates just above and below 0.8), then
+runs every method in its own child process so that peak RSS is per method:
+
+* ``vidpros``: `vidlake dedup` (approximate mode), with an exact check of 10k random decisions
+  (the check's time is reported apart);
+* ``exact``: `vidlake dedup --exact` where it is affordable (100k), the ground truth there;
+* ``semhash``: SemHash 0.5 `self_deduplicate(0.8)` on the same vectors, fed through an encoder
+  that returns the precomputed vectors;
+* ``similar``: `vidlake index` then `similar` on 200 random queries: p50/p95 latency and
+  recall@10 against brute force.
+
+Agreement = share of prompts whose kept/duplicate decision equals the exact greedy's (all
+prompts at 100k; at larger sizes, a 10k random sample checked exactly against the kept set the
+method itself built, which is the only affordable check there). Duplicate recall = share of the
+exact duplicates a method also marks. Results go to benchmarks/results/dedup.md (latest run per
+size) and the lake is deleted afterwards unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SIZES = {"100k": (100_000, 384), "1m": (1_000_000, 384), "full": (1_672_243, 3072)}
+RESULTS = HERE / "results" / "dedup.md"
+THRESHOLD = 0.8
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---------------------------------------------------------------------------- workers
+def _order_vectors(lake_path: str) -> tuple[list[str], np.ndarray]:
+    from vidprom_lake.dedup import VectorReader, _read_state, time_order
+    from vidprom_lake.lake import open_lake
+
+    lake = open_lake(lake_path)
+    ds = lake.dataset("prompts")
+    order = time_order(_read_state(ds, "embedding"))
+    dim = ds.schema.field("embedding").type.list_size
+    reader = VectorReader(ds, "embedding", order.column("offset").to_numpy(), order.column("uuid"), dim)
+    return order.column("uuid").to_pylist(), reader.read(np.arange(order.num_rows))
+
+
+def _decisions(lake_path: str) -> np.ndarray:
+    from vidprom_lake.dedup import _read_state, time_order
+    from vidprom_lake.lake import open_lake
+
+    order = time_order(_read_state(open_lake(lake_path).dataset("prompts"), "embedding"))
+    return np.array(order.column("unique_semantic").to_pylist(), bool)
+
+
+def w_dedup(lake_path: str, out: str, exact: bool, check: int) -> dict:
+    from vidprom_lake.dedup import dedup
+    from vidprom_lake.lake import open_lake
+
+    t0 = time.perf_counter()
+    rep = dedup(open_lake(lake_path), THRESHOLD, exact=exact, recompute=True,
+                check_sample=check, min_approx_rows=0)
+    secs = time.perf_counter() - t0
+    np.save(out, _decisions(lake_path))
+    return {"seconds": secs, "check_seconds": rep.timings.get("check", 0.0), "kept": rep.kept_total,
+            "check": rep.check, "params": rep.params, "timings": rep.timings,
+            "peak_rss_mb": rss_mb()}
+
+
+class VectorEncoder:
+    """SemHash encoder over precomputed vectors: each record is its row number as text."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+
+    def encode(self, inputs, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        if isinstance(inputs, str):
+            return self.x[int(inputs)]
+        return self.x[np.fromiter((int(s) for s in inputs), np.int64, count=len(inputs))]
+
+
+def w_semhash(lake_path: str, out: str) -> dict:
+    from semhash import SemHash
+
+    _, x = _order_vectors(lake_path)
+    records = [str(i) for i in range(len(x))]
+    t0 = time.perf_counter()
+    sh = SemHash.from_records(records, model=VectorEncoder(x))
+    res = sh.self_deduplicate(threshold=THRESHOLD)
+    secs = time.perf_counter() - t0
+    kept = np.zeros(len(x), bool)
+    kept[[int(r) for r in res.selected]] = True
+    np.save(out, kept)
+    return {"seconds": secs, "kept": int(kept.sum()), "peak_rss_mb": rss_mb()}
+
+
+def w_check(lake_path: str, decisions: str, sample: int, seed: int) -> dict:
+    """Exact decision on a random sample, given the kept set of `decisions` (float32 GEMM)."""
+    kept = np.load(decisions)
+    _, x = _order_vectors(lake_path)
+    rng = np.random.default_rng(seed)
+    s = np.sort(rng.choice(len(x), min(sample, len(x)), replace=False))
+    best = np.full(len(s), -np.inf)
+    kp = np.flatnonzero(kept)
+    for a in range(0, len(kp), 65536):
+        k = kp[a:a + 65536]
+        sims = x[s] @ x[k].T
+        sims[s[:, None] <= k[None, :]] = -np.inf
+        best = np.maximum(best, sims.max(axis=1))
+    exact_dup = best >= THRESHOLD
+    ours_dup = ~kept[s]
+    return {"sample": len(s), "agreement": float((exact_dup == ours_dup).mean()),
+            "duplicate_recall": float((exact_dup & ours_dup).sum() / max(1, exact_dup.sum())),
+            "false_duplicates": int((~exact_dup & ours_dup).sum()), "peak_rss_mb": rss_mb()}
+
+
+def w_similar(lake_path: str, index_type: str, queries: int, seed: int) -> dict:
+    from vidprom_lake.index import build_indexes, similar
+    from vidprom_lake.lake import open_lake
+
+    t0 = time.perf_counter()
+    rows = build_indexes(open_lake(lake_path), index_type=index_type, rebuild=True)
+    build = time.perf_counter() - t0
+    lake = open_lake(lake_path)
+    uu, x = _order_vectors(lake_path)
+    rng = np.random.default_rng(seed)
+    qi = rng.choice(len(x), queries, replace=False)
+    qv = x[qi] + 0.02 * rng.standard_normal((queries, x.shape[1])).astype(np.float32)
+    qv /= np.linalg.norm(qv, axis=1, keepdims=True)
+    truth = []
+    for a in range(0, queries, 50):
+        s = qv[a:a + 50] @ x.T
+        truth.extend(np.argsort(-s, axis=1)[:, :10].tolist())
+    del x
+    uarr = np.array(uu)
+    lat, rec = [], []
+    similar(lake, vector=qv[0], k=10)  # warm the index cache
+    for i in range(queries):
+        t = time.perf_counter()
+        got = similar(lake, vector=qv[i], k=10)
+        lat.append((time.perf_counter() - t) * 1000)
+        rec.append(len(set(got.column("uuid").to_pylist()) & set(uarr[truth[i]].tolist())) / 10)
+    return {"index_type": index_type, "build_seconds": build,
+            "vector_index": [r for r in rows if r["index"] == "embedding_idx"][0]["params"],
+            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+            "recall_at_10": float(np.mean(rec)), "peak_rss_mb": rss_mb()}
+
+
+WORKERS = {"dedup": w_dedup, "semhash": w_semhash, "check": w_check, "similar": w_similar}
+
+
+def child(name: str, *args: object) -> dict:
+    """Run one worker in a fresh interpreter (its own peak RSS); returns its JSON answer."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, json.dumps(args)]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"worker {name} failed:\n{p.stderr[-4000:]}")
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    out["wall_seconds"] = time.perf_counter() - t0
+    return out
+
+
+# ---------------------------------------------------------------------------- driver
+def agreement(a: np.ndarray, truth: np.ndarray) -> dict:
+    dup_t, dup_a = ~truth, ~a
+    return {"agreement": float((a == truth).mean()),
+            "duplicate_recall": float((dup_t & dup_a).sum() / max(1, dup_t.sum())),
+            "false_duplicates": int((~dup_t & dup_a).sum())}
+
+
+def run_size(size: str, root: Path, *, semhash: bool, exact: bool, index_types: list[str],
+             queries: int, keep: bool) -> dict:
+    sys.path.insert(0, str(HERE))
+    from gen_vectors import build_lake
+
+    n, dim = SIZES[size]
+    lake = root / f"lake-{size}"
+    print(f"[{size}] building {n:,} x {dim} lake under {root}", file=sys.stderr)
+    t0 = time.perf_counter()
+    build_lake(lake, n, dim, seed=0)
+    res: dict = {"size": size, "rows": n, "dim": dim, "build_seconds": time.perf_counter() - t0,
+                 "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "host": platform.node(),
+                 "load": os.getloadavg()[0]}
+    try:
+        if exact:
+            print(f"[{size}] exact", file=sys.stderr)
+            res["exact"] = child("dedup", str(lake), str(root / "exact.npy"), True, 0)
+        print(f"[{size}] vidpros (approximate)", file=sys.stderr)
+        res["vidpros"] = child("dedup", str(lake), str(root / "ours.npy"), False, 10_000)
+        if exact:
+            truth = np.load(root / "exact.npy")
+            res["vidpros"]["vs_exact"] = agreement(np.load(root / "ours.npy"), truth)
+        if semhash:
+            print(f"[{size}] semhash", file=sys.stderr)
+            res["semhash"] = child("semhash", str(lake), str(root / "semhash.npy"))
+            if exact:
+                res["semhash"]["vs_exact"] = agreement(np.load(root / "semhash.npy"), truth)
+            else:
+                res["semhash"]["check"] = child("check", str(lake), str(root / "semhash.npy"), 10_000, 1)
+        for it in index_types:
+            print(f"[{size}] similar on {it}", file=sys.stderr)
+            res.setdefault("similar", []).append(child("similar", str(lake), it, queries, 2))
+    finally:
+        if not keep:
+            shutil.rmtree(lake, ignore_errors=True)
+            for f in ("exact.npy", "ours.npy", "semhash.npy"):
+                (root / f).unlink(missing_ok=True)
+    return res
+
+
+def fmt_row(name: str, r: dict, key: str = "vs_exact") -> str:
+    chk = r.get(key) or r.get("check") or {}
+    extra = ""
+    if "check_seconds" in r and r["check_seconds"]:
+        extra = f" (incl. {r['check_seconds']:.0f}s exact check of 10k)"
+    return (f"| {name} | {r['seconds']:.1f}{extra} | {r['peak_rss_mb']:,.0f} | {r['kept']:,} | "
+            f"{chk.get('agreement', float('nan')):.4%} | {chk.get('duplicate_recall', float('nan')):.4%} | "
+            f"{chk.get('false_duplicates', '-')} |")
+
+
+def report(results: list[dict]) -> str:
+    lines = ["# Dedup benchmark (`benchmarks/bench_dedup.py`)", "",
+             f"Latest run per size; {os.cpu_count()} cores. The machine is shared with other "
+             "engineers' jobs, so times are upper bounds (the load average is given per size).", ""]
+    for r in results:
+        lines += [f"## {r['rows']:,} x {r['dim']} (threshold {THRESHOLD})", "",
+                  f"Run {r['when']} on {r['host']}, load average {r['load']:.1f} at start; "
+                  f"lake built in {r['build_seconds']:.0f}s (not counted).", "",
+                  "| method | seconds | peak RSS MB | kept | agreement | duplicate recall | false dups |",
+                  "|---|---|---|---|---|---|---|"]
+        if "exact" in r:
+            e = dict(r["exact"])
+            e["vs_exact"] = {"agreement": 1.0, "duplicate_recall": 1.0, "false_duplicates": 0}
+            lines.append(fmt_row("vidlake dedup --exact", e))
+        v = r["vidpros"]
+        lines.append(fmt_row("vidlake dedup (approx.)", v, "vs_exact" if "vs_exact" in v else "check"))
+        if "semhash" in r:
+            lines.append(fmt_row("SemHash 0.5", r["semhash"], "vs_exact" if "vs_exact" in r["semhash"] else "check"))
+        if v.get("check"):
+            c = v["check"]
+            lines += ["", f"vidlake's own exact check of {c['sample']:,} random decisions: "
+                      f"{c['agreement']:.2%} agreement, {c['missed_duplicates']} missed duplicates, "
+                      f"{c['false_duplicates']} false. Parameters: `{json.dumps(v['params'])}`; "
+                      f"time split: `{json.dumps(v['timings'])}`."]
+        if r.get("similar"):
+            lines += ["", "| similar: index | build s | params | p50 ms | p95 ms | recall@10 | peak RSS MB |",
+                      "|---|---|---|---|---|---|---|"]
+            for s in r["similar"]:
+                lines.append(f"| {s['index_type']} | {s['build_seconds']:.1f} | {s['vector_index']} | "
+                             f"{s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['recall_at_10']:.3f} | "
+                             f"{s['peak_rss_mb']:,.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", action="append", choices=list(SIZES), help="repeatable; default 100k")
+    ap.add_argument("--root", default="/tmp/dedup-bench")
+    ap.add_argument("--semhash", action="store_true", help="run SemHash at sizes above 100k too")
+    ap.add_argument("--no-semhash", action="store_true")
+    ap.add_argument("--index", action="append", default=None, help="vector index types to time")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--keep", action="store_true", help="keep the generated lakes")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("args", nargs="?", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(WORKERS[a.worker](*json.loads(a.args)), default=str))
+        return
+    root = Path(a.root)
+    root.mkdir(parents=True, exist_ok=True)
+    results = []
+    for size in a.size or ["100k"]:
+        results.append(run_size(
+            size, root, semhash=not a.no_semhash and (size == "100k" or a.semhash),
+            exact=size == "100k", index_types=a.index or ["IVF_PQ"], queries=a.queries,
+            keep=a.keep))
+        store = RESULTS.with_suffix(".json")
+        saved = json.loads(store.read_text()) if store.exists() else {}
+        saved[size] = results[-1]
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text(json.dumps(saved, indent=1, default=str))
+        text = report([saved[s] for s in SIZES if s in saved])
+        RESULTS.write_text(text)
+        print(text)
+    if not a.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
