@@ -101,6 +101,13 @@ HARNESS = textwrap.dedent('''
             hit()
             return out
         lance.LanceDataset.commit = staticmethod(commit)
+    elif point == "write-dataset":  # after the Nth whole-dataset write (init, log events)
+        _write = lance.write_dataset
+        def write_dataset(*a, **k):
+            out = _write(*a, **k)
+            hit()
+            return out
+        lance.write_dataset = write_dataset
     elif point == "log-event":     # (c) after the commit-point event, before tagging
         _tag = L._tag
         def tag(*a, **k):
@@ -633,3 +640,27 @@ def test_long_job_killed_between_chunks_keeps_its_chunks(corpus: dict[str, Any],
     assert proc.returncode == 0, proc.stderr.decode()
     assert fingerprint(open_lake(uri)) == corpus["fp_ab"]
     assert log_rows(uri)[-1]["status"] == "committed"
+
+
+@pytest.mark.parametrize("nth", [1, 3, 4], ids=["after-first-table", "after-empty-log",
+                                                "after-init-event"])
+def test_kill_init(corpus: dict[str, Any], tmp_path: Path, nth: int) -> None:
+    """`vidlake init` killed part-way: before its init event there is no lake (a clear error,
+    and init again works); after it, the lake is whole and its missing tags are repaired."""
+    uri = str(tmp_path / "lake")
+    run_killed(corpus["harness"], {"point": "write-dataset", "nth": nth}, "--lake", uri, "init")
+    if nth < 4:
+        result = cli("--lake", uri, "log")
+        assert result.exit_code == 1
+        assert "init" in result.output and ("no lake" in result.output or "incomplete" in result.output)
+        result = cli("--lake", uri, "init")
+        assert result.exit_code == 0, result.output
+    else:
+        result = cli("--lake", uri, "init")
+        assert result.exit_code == 1 and "already exists" in result.output
+        assert "batch-0000" not in tags(uri)
+    result = cli("--lake", uri, "ingest", str(corpus["a"]))
+    assert result.exit_code == 0, result.output
+    assert fingerprint(open_lake(uri)) == corpus["fp_a"]
+    assert [r["status"] for r in log_rows(uri)] == ["committed", "committed"]
+    assert {"batch-0000", "batch-0001"} <= set(tags(uri))

@@ -796,24 +796,27 @@ def create_lake(uri: str | os.PathLike[str] | None = None, *, exist_ok: bool = F
 
     root = storage.normalize(uri or default_uri())
     lake = Lake(root)
-    if storage.exists(lake.table_uri("batches")):
+    if _initialised(lake):
         if exist_ok:
             return open_lake(root)
         raise LakeExists(f"a lake already exists at {root}")
     if not storage.is_remote(root):
         os.makedirs(root, exist_ok=True)
     with write_lock(root):
+        if _initialised(lake):  # another process created it meanwhile
+            if exist_ok:
+                return lake
+            raise LakeExists(f"a lake already exists at {root}")
+        # The init event is this lake's commit point: tables left by an init that was killed
+        # before it are not a lake yet, and are created afresh.
         opts = storage.storage_options(root)
-        for table in DATA_TABLES:
+        for table in (*DATA_TABLES, "batches"):
             schema = SCHEMAS[table]
             lance.write_dataset(
-                schema.empty_table(), lake.table_uri(table), schema=schema, mode="create",
+                schema.empty_table(), lake.table_uri(table), schema=schema,
+                mode="overwrite" if storage.exists(lake.table_uri(table)) else "create",
                 storage_options=opts, data_storage_version="2.2",
             )
-        lance.write_dataset(
-            BATCHES_SCHEMA.empty_table(), lake.table_uri("batches"), schema=BATCHES_SCHEMA,
-            mode="create", storage_options=opts, data_storage_version="2.2",
-        )
         versions = lake._latest_versions()
         lake._append_event(
             "batch-0000", 0, "committed", kind="init", versions=versions,
@@ -846,4 +849,14 @@ def open_lake(
         return lake.as_of(as_of)
     if heal:
         lake.heal()
+    if any(t not in lake.head() for t in DATA_TABLES):
+        raise LakeNotFound(
+            f"the lake at {root} is incomplete (its creation was interrupted); "
+            f"run `vidlake init --lake {root}` again"
+        )
     return lake
+
+
+def _initialised(lake: Lake) -> bool:
+    """A lake exists once its batch log holds the init event (the last step of create_lake)."""
+    return storage.exists(lake.table_uri("batches")) and lake._open("batches").count_rows() > 0
