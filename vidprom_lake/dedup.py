@@ -244,15 +244,17 @@ def _exact_pairs(xq: np.ndarray, xk: np.ndarray, kpos: np.ndarray, threshold: fl
 
 def _fix_ties(q: np.ndarray, k: np.ndarray, s: np.ndarray, xq: Callable[[np.ndarray], np.ndarray],
               xk: Callable[[np.ndarray], np.ndarray], margin: float) -> np.ndarray:
-    """Recompute canonically every pair within `margin` of its query's best (argmax ties)."""
-    if not len(q):
+    """Recompute canonically every candidate pair whose float32 similarity is within 2*margin
+    of another candidate of the same query, so that the argmax and its ties are exact whichever
+    candidates turn out to be kept."""
+    if len(q) < 2:
         return s
-    n = int(q.max()) + 1
-    best = np.full(n, -np.inf)
-    np.maximum.at(best, q, s)
-    close = (s > best[q] - margin)
-    multi = np.bincount(q[close], minlength=n) > 1
-    redo = close & multi[q]
+    order = np.lexsort((s, q))
+    qs, ss = q[order], s[order]
+    close = (qs[1:] == qs[:-1]) & (ss[1:] - ss[:-1] < 2 * margin)
+    redo = np.zeros(len(q), bool)
+    redo[order[1:][close]] = True
+    redo[order[:-1][close]] = True
     if redo.any():
         s = s.copy()
         s[redo] = canonical_sims(xq(q[redo]), xk(k[redo]))
