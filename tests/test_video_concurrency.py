@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from video_fixtures import lake_with_prompts, make_mp4, tiny_modelscope, write_tar
 
 pytest.importorskip("av")
@@ -25,7 +24,7 @@ def test_concurrent_imports_and_generate_from_processes(tmp_path: Path):
         shards[model] = write_tar(tmp_path / f"{model}.tar",
                                   {f"{model}-{u}.mp4": clip for u in part})
     weights = tiny_modelscope(tmp_path / "tiny-ms")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     cli = [sys.executable, "-m", "vidprom_lake.cli", "--lake", lake.uri]
     procs = [
         subprocess.Popen([*cli, "import-videos", str(shards["pika"]), "--model", "pika",

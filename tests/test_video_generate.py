@@ -6,14 +6,29 @@ import json
 from pathlib import Path
 
 import pytest
-
-from video_fixtures import (lake_with_prompts, tiny_animatediff, tiny_modelscope,
-                            tiny_text2video_zero_sd)
+from video_fixtures import (
+    lake_with_prompts,
+    tiny_animatediff,
+    tiny_modelscope,
+    tiny_text2video_zero_sd,
+)
 
 pytest.importorskip("diffusers")
 pytest.importorskip("av")
 
 SMALL = ["--frames", "4", "--steps", "2", "--height", "32", "--width", "32"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """On a shared 2-core box, torch's OpenMP threads spin against other processes and the tiny
+    pipelines run ~20x slower with 2 threads than with 1; restore the setting afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +213,11 @@ def test_device_and_seed_helpers():
 
 def test_generators_are_registered_enrichers(tmp_path, weights):
     from vidprom_lake import enrich
-    from vidprom_lake.video.generate import (DiffusersGenerator, ModelScopeGenerator,
-                                             Text2VideoZeroGenerator)
+    from vidprom_lake.video.generate import (
+        DiffusersGenerator,
+        ModelScopeGenerator,
+        Text2VideoZeroGenerator,
+    )
 
     for cls in (ModelScopeGenerator, Text2VideoZeroGenerator, DiffusersGenerator):
         if cls.name not in enrich.enrichers("generator"):

@@ -22,8 +22,15 @@ def _lake(ctx: click.Context) -> Any:
 def _progress(label: str, unit: str) -> Iterator[Any]:
     """A rich progress bar on stderr (only on a terminal); yields a (done, total) callback."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                               TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     progress = Progress(SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(),
                         TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),

@@ -61,7 +61,10 @@ def find_video(lake: Lake, uuid: str, model: str) -> dict[str, Any]:
 
 def open_video(lake: Lake, uuid: str, model: str) -> Any:
     """A read-only, seekable file-like object over the stored mp4 (`av.open(f)` reads it)."""
-    row = find_video(lake, uuid, model)
+    return _blob(lake, find_video(lake, uuid, model))
+
+
+def _blob(lake: Lake, row: dict[str, Any]) -> Any:
     blobs = lake.dataset("videos").take_blobs(VIDEO_BLOB_COLUMN, ids=[row["_rowid"]])
     if not blobs or blobs[0] is None:
         raise VideoNotFound(f"video {row['video_id']} has no bytes stored")
@@ -79,8 +82,7 @@ def save_video(lake: Lake, uuid: str, model: str, output: str | os.PathLike[str]
     import sys
 
     row = find_video(lake, uuid, model)
-    blobs = lake.dataset("videos").take_blobs(VIDEO_BLOB_COLUMN, ids=[row["_rowid"]])
-    with blobs[0] as src:
+    with _blob(lake, row) as src:
         if str(output) == "-":
             shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
             sys.stdout.buffer.flush()
@@ -184,8 +186,7 @@ def extract_frames(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
-    blobs = lake.dataset("videos").take_blobs(VIDEO_BLOB_COLUMN, ids=[row["_rowid"]])
-    with blobs[0] as f, av.open(f) as container:
+    with _blob(lake, row) as f, av.open(f) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i % every:
                 continue

@@ -21,6 +21,7 @@ with another batch size or device) starts every video from the same noise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -251,7 +252,7 @@ def call_pipeline(pipe: Any, prompts: list[str], seeds: list[int], p: GenParams)
     if len(videos) != len(prompts):
         raise GenerationError(
             f"{type(pipe).__name__} returned {len(videos)} videos for {len(prompts)} prompts")
-    return [v if isinstance(v, list) else np.asarray(v) for v in videos]
+    return [v if isinstance(v, list) else np.asarray(v) for v in videos]  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------- selection
@@ -345,12 +346,12 @@ def generate(
                    height=height or spec.height, width=width or spec.width,
                    guidance=guidance if guidance is not None else spec.guidance, seed=seed,
                    negative_prompt=negative_prompt)
-    for what, v in (("--frames", gp.frames), ("--steps", gp.steps), ("--fps", gp.fps)):
-        if v <= 0:
-            raise InputError(f"{what} must be positive, not {v}")
-    for what, v in (("--height", gp.height), ("--width", gp.width)):
-        if v is not None and (v <= 0 or v % 8):
-            raise InputError(f"{what} must be a positive multiple of 8, not {v}")
+    for what, num in (("--frames", gp.frames), ("--steps", gp.steps), ("--fps", gp.fps)):
+        if num <= 0:
+            raise InputError(f"{what} must be positive, not {num}")
+    for what, side in (("--height", gp.height), ("--width", gp.width)):
+        if side is not None and (side <= 0 or side % 8):
+            raise InputError(f"{what} must be a positive multiple of 8, not {side}")
     bs = batch_size or spec.batch_size
     if spec.max_batch:
         bs = min(bs, spec.max_batch)
@@ -438,7 +439,7 @@ def _encode_row(uuid: str, text: str, spec: GeneratorSpec, vseed: int, frames: A
     u8 = to_uint8_frames(arr)
     data = encode_mp4(u8, enc)
     try:
-        pr = probe_bytes(data)
+        pr = probe_bytes(data, format="mp4")
     except ProbeError as exc:  # our own encoder's output must decode
         raise GenerationError(f"encoded video for {uuid} does not decode: {exc}") from None
     params = {"kind": "generate", "seed": vseed, "run_seed": run_params["seed"],
@@ -460,10 +461,8 @@ def _provenance(spec: GeneratorSpec, pipe: Any, device: str, dtype: str) -> dict
 
     versions = {}
     for pkg in ("diffusers", "torch", "transformers", "av"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return {"backend": "diffusers", "model": spec.name, "label": spec.label,
             "checkpoint": spec.checkpoint, "pipeline": type(pipe).__name__,
             "device": device, "dtype": dtype, "versions": versions}

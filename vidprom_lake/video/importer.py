@@ -12,6 +12,7 @@ reported rather than imported, like empty, corrupt and non-video files and unkno
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import re
@@ -29,7 +30,7 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..schema import VIDEOS_SCHEMA
-from .probe import ProbeError, probe_bytes
+from .probe import FORMAT_HINTS, ProbeError, probe_bytes
 from .thumbs import thumbnail
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def _is_tar(path: str) -> bool:
 def _tar_members(path: str) -> Iterator[_Member]:
     """Stream a tar (optionally compressed) member by member; nothing is written to disk."""
     try:
-        tf = tarfile.open(path, mode="r|*")
+        tf = tarfile.open(path, mode="r|*")  # noqa: SIM115 (closed by the `with` below)
     except (tarfile.TarError, OSError) as exc:
         raise InputError(f"not a readable tar archive: {exc}", path=path) from None
     with tf:
@@ -127,7 +128,7 @@ def _tar_members(path: str) -> Iterator[_Member]:
                 if m.isdir():
                     continue
                 if m.isfile():
-                    yield _Member(path, m.name, lambda m=m: _read_member(tf, m))
+                    yield _Member(path, m.name, functools.partial(_read_member, tf, m))
                 else:
                     kind = ("symlink" if m.issym() else "hard link" if m.islnk()
                             else "device/fifo")
@@ -155,7 +156,7 @@ def _folder_members(root: str) -> Iterator[_Member]:
             elif _is_tar(fn):
                 yield from _tar_members(full)
             else:
-                yield _Member(root, rel, lambda p=full: Path(p).read_bytes())
+                yield _Member(root, rel, Path(full).read_bytes)
 
 
 def iter_members(paths: Iterable[str | os.PathLike[str]]) -> Iterator[_Member]:
@@ -169,7 +170,7 @@ def iter_members(paths: Iterable[str | os.PathLike[str]]) -> Iterator[_Member]:
             yield from _tar_members(path)
         else:
             yield _Member(os.path.dirname(path) or ".", os.path.basename(path),
-                          lambda p=path: Path(p).read_bytes())
+                          Path(path).read_bytes)
 
 
 # ---------------------------------------------------------------------- mapping
@@ -206,7 +207,7 @@ def _norm(name: str) -> str:
 def load_mapping(path: str | os.PathLike[str]) -> Mapping:
     path = os.fspath(path)
     try:
-        fh = open(path, newline="", encoding="utf-8-sig")
+        fh = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed below)
     except OSError as exc:
         raise InputError(f"cannot read mapping file: {exc}", path=path) from None
     with fh:
@@ -291,6 +292,7 @@ def import_videos(
     chunk: int = 256,
     verify: str = "first-frame",
     thumbnails: bool = True,
+    workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """Import every valid video from `paths` (tar shards, folders, files) into ``videos``.
@@ -300,27 +302,27 @@ def import_videos(
     skips video_ids already present. `verify` is ``first-frame`` (demux all packets, decode the
     first frame) or ``full`` (decode every frame).
     """
-    if isinstance(paths, str | os.PathLike):
-        paths = [paths]
-    paths = [os.fspath(p) for p in paths]
-    if not paths:
+    plist: list[str] = ([os.fspath(paths)] if isinstance(paths, str | os.PathLike)
+                        else [os.fspath(p) for p in paths])
+    paths = plist
+    if not plist:
         raise InputError("no paths to import")
     if verify not in ("first-frame", "full"):
         raise InputError(f"verify must be first-frame or full, not {verify!r}")
     if model is not None and not MODEL_RE.match(model):
         raise InputError(f"model {model!r} is not a valid model name (letters, digits, _.+-:/)")
-    for p in paths:
+    for p in plist:
         if not os.path.exists(p):
             raise InputError("no such file or folder", path=p)
     t0 = time.perf_counter()
     mp = load_mapping(mapping) if mapping else None
-    report = ImportReport(paths=paths, model=model)
+    report = ImportReport(paths=plist, model=model)
     if mp:
         report.rejected.extend(mp.rejected)
     uuids = _UuidSet(lake.uuid_index())
     existing = existing_video_ids(lake, [model] if model else None)
     seen: set[str] = set()
-    members = iter_members(paths)
+    members = iter_members(plist)
 
     def reject(m: _Member, reason: str, detail: str = "") -> None:
         report.rejected.append(Rejected(m.container, m.name, reason, detail))
@@ -374,12 +376,13 @@ def import_videos(
             yield m, uuid, vmodel, data
 
     full = verify == "full"
-    with lake.batch("import", source=paths[0] if len(paths) == 1 else f"{len(paths)} paths",
-                    params={"paths": paths, "model": model, "mapping": os.fspath(mapping)
+    with lake.batch("import", source=plist[0] if len(plist) == 1 else f"{len(plist)} paths",
+                    params={"paths": plist, "model": model, "mapping": os.fspath(mapping)
                             if mapping else None, "verify": verify, "chunk": chunk},
                     provenance=_provenance()) as b:
         report.batch_id = b.batch_id
-        stream = accepted()
+        probed = _probe_parallel(accepted(), full=full, thumbnails=thumbnails,
+                                 workers=workers or min(4, os.cpu_count() or 1))
         done = False
 
         errors: list[BaseException] = []
@@ -395,14 +398,10 @@ def import_videos(
             nonlocal done
             rows: list[dict[str, Any]] = []
             n = 0
-            for m, uuid, vmodel, data in stream:
-                try:
-                    pr = probe_bytes(data, full=full)
-                except ProbeError as exc:
-                    reject(m, exc.reason, exc.detail)
+            for m, uuid, vmodel, data, pr, thumb in probed:
+                if isinstance(pr, ProbeError):
+                    reject(m, pr.reason, pr.detail)
                     continue
-                thumb = thumbnail(pr.first_frame) if thumbnails else None
-                pr.first_frame = None
                 rows.append(video_row(
                     uuid=uuid, model=vmodel, data=data, probe=pr,
                     source=f"{m.container}:{m.name}",
@@ -443,6 +442,41 @@ def import_videos(
                                             "listed in the mapping but no such file was found"))
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _probe_one(data: bytes, name: str, full: bool, thumbnails: bool) -> tuple[Any, bytes | None]:
+    ext = os.path.splitext(name)[1].lower()
+    try:
+        pr = probe_bytes(data, full=full, format=FORMAT_HINTS.get(ext))
+    except ProbeError as exc:
+        return exc, None
+    thumb = thumbnail(pr.first_frame) if thumbnails else None
+    pr.first_frame = None
+    return pr, thumb
+
+
+def _probe_parallel(items: Iterator[tuple[_Member, str, str, bytes]], *, full: bool,
+                    thumbnails: bool, workers: int) -> Iterator[tuple[Any, ...]]:
+    """Probe in a small thread pool (FFmpeg releases the GIL while it decodes), in order,
+    with a bounded look-ahead so memory stays at a few clips per worker."""
+    if workers <= 1:
+        for m, uuid, vmodel, data in items:
+            yield (m, uuid, vmodel, data, *_probe_one(data, m.name, full, thumbnails))
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    window: deque[tuple[Any, ...]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="vidlake-probe") as ex:
+        for m, uuid, vmodel, data in items:
+            window.append((m, uuid, vmodel, data,
+                           ex.submit(_probe_one, data, m.name, full, thumbnails)))
+            if len(window) >= 4 * workers:
+                m_, u_, v_, d_, fut = window.popleft()
+                yield (m_, u_, v_, d_, *fut.result())
+        while window:
+            m_, u_, v_, d_, fut = window.popleft()
+            yield (m_, u_, v_, d_, *fut.result())
 
 
 def _provenance() -> dict[str, Any]:

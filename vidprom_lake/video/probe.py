@@ -47,16 +47,33 @@ class Probe:
 MP4_BRANDS = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 
 
-def probe_bytes(data: bytes, *, full: bool = False, keep_frame: bool = True) -> Probe:
-    """Probe mp4 (or any FFmpeg-readable video) bytes; raises ProbeError if they don't decode."""
+#: Demuxer hints by file extension: skipping FFmpeg's format probing saves ~1/3 of a probe.
+FORMAT_HINTS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
+                ".webm": "matroska"}
+
+
+def probe_bytes(data: bytes, *, full: bool = False, keep_frame: bool = True,
+                format: str | None = None) -> Probe:
+    """Probe mp4 (or any FFmpeg-readable video) bytes; raises ProbeError if they don't decode.
+
+    `format` is a demuxer hint (``"mp4"``); if the bytes are something else, FFmpeg's own
+    format detection gets a second try, so a wrong hint costs time, never a wrong answer.
+    """
     av = _deps.av()
     if not data:
         raise ProbeError("empty", "0 bytes")
-    try:
-        container = av.open(io.BytesIO(data), mode="r")
-    except av.FFmpegError as exc:
-        kind = "corrupt" if data[4:8] in MP4_BRANDS else "not-video"
-        raise ProbeError(kind, f"cannot open: {exc}") from None
+    container = None
+    if format:
+        try:
+            container = av.open(io.BytesIO(data), mode="r", format=format)
+        except av.FFmpegError:
+            container = None
+    if container is None:
+        try:
+            container = av.open(io.BytesIO(data), mode="r")
+        except av.FFmpegError as exc:
+            kind = "corrupt" if data[4:8] in MP4_BRANDS else "not-video"
+            raise ProbeError(kind, f"cannot open: {exc}") from None
     try:
         if not container.streams.video:
             raise ProbeError("not-video", "no video stream")
