@@ -199,3 +199,17 @@ def test_zero_vector_is_an_error_naming_the_prompt() -> None:
     x = np.array([[1, 0], [0, 0]], np.float32)
     with pytest.raises(DedupError, match="u1 has an all-zero"):
         run_engine(x, 0.8)
+
+
+def test_time_order_is_time_then_uuid_with_missing_times_last() -> None:
+    from datetime import UTC, datetime
+
+    from vidprom_lake.dedup import time_order
+
+    t1, t2 = datetime(2023, 9, 3, tzinfo=UTC), datetime(2023, 9, 4, tzinfo=UTC)
+    state = pa.table({
+        "uuid": ["d", "c", "b", "a", "e", "f"],
+        "time": pa.array([t2, None, t1, t2, t1, None], pa.timestamp("us", tz="UTC")),
+        "has_vec": [True, True, True, True, True, False],
+    })
+    assert time_order(state).column("uuid").to_pylist() == ["b", "e", "a", "d", "c"]

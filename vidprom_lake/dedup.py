@@ -201,7 +201,8 @@ class VectorReader:
 
 # ---------------------------------------------------------------------------- exact engine
 def _pairs_at_least(s: np.ndarray, cut: float) -> tuple[np.ndarray, np.ndarray]:
-    return np.nonzero(s >= cut)
+    qi, kj = np.nonzero(s >= cut)
+    return qi, kj
 
 
 class _Pairs:
@@ -362,8 +363,10 @@ class ExactEngine:
                     return out
 
                 allk = np.r_[bk, ij + sbpos[b0]]
-                alls = _fix_ties(np.r_[bq, iq], allk, np.r_[bs, isim],
-                                 lambda q, xb=xb: xb[q], vec, self.margin)
+                def qvec(q: np.ndarray, xb: np.ndarray = xb) -> np.ndarray:
+                    return xb[q]
+
+                alls = _fix_ties(np.r_[bq, iq], allk, np.r_[bs, isim], qvec, vec, self.margin)
                 bs, isim = alls[:len(bq)], alls[len(bq):]
                 dec = resolve_block(b1 - b0, int(sbpos[b0]), (bq, bk, bs), (iq, ij, isim), self.t)
                 dups = np.flatnonzero(~dec.kept)
@@ -521,7 +524,7 @@ class ApproxEngine:
         xh = self.reader.read(sample[:head])
         self.w = _pca(xh, self.r, self.seed) if self.r < self.dim else None
         rs = [self._reduce(xh)]
-        for p, x in self.reader.blocks(sample[head:], 16384):
+        for _p, x in self.reader.blocks(sample[head:], 16384):
             rs.append(self._reduce(x))
         rall = np.concatenate(rs)
         self.partitions = min(self.partitions, len(rall))
@@ -840,8 +843,8 @@ def time_order(state: pa.Table) -> pa.Table:
     import pyarrow.compute as pc
 
     t = state.filter(pc.field("has_vec"))
-    idx = pc.sort_indices(t, sort_keys=[("time", "ascending"), ("uuid", "ascending")],
-                          null_placement="at_end")
+    idx = pc.sort_indices(t, sort_keys=[("time", "ascending", "at_end"),
+                                        ("uuid", "ascending", "at_end")])
     return t.take(idx)
 
 

@@ -146,8 +146,7 @@ def build_indexes(
                        "params": ", ".join(f"{k}={v}" for k, v in params.items())})
     if new:
         rebuilt = {r["index"] for r in report if r["action"] == "rebuilt"}
-        removed = [_as_index(existing[name]) for name in sorted(rebuilt)]
-        removed = [i for group in removed for i in group]
+        removed = [i for name in sorted(rebuilt) for i in _as_index(existing[name])]
         with lake.batch("index", params={"column": column, "index_type": index_type,
                                          "indexes": [r["index"] for r in report
                                                      if r["action"] != "up to date"]}) as b:

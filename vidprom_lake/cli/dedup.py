@@ -18,8 +18,15 @@ def _lake(ctx: click.Context) -> Any:
 
 
 def _progress(label: str) -> Any:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                               TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(),
                     TextColumn("prompts"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -48,7 +55,8 @@ def dedup(ctx: click.Context, threshold: float, exact: bool, column: str, recomp
 
     Incremental: only prompts not decided yet (and any later than a new one) are decided.
     """
-    from ..dedup import DEFAULT_MEMORY_GB, dedup as run
+    from ..dedup import DEFAULT_MEMORY_GB
+    from ..dedup import dedup as run
 
     lake = _lake(ctx)
     with _progress("dedup") as progress:
