@@ -542,9 +542,6 @@ def test_attach_racing_an_ingest_fails_whole_and_reruns(corpus: dict[str, Any],
     assert_rerun_completes(uri, corpus["h5"], corpus["fp_abe"], "attach-embeddings")
 
 
-@pytest.mark.xfail(strict=True, reason="sql.connect reads each table's latest version through the "
-                   "lance extension, not the logged head (fix proposed to the lead: pin the head "
-                   "when a table is ahead of the log)")
 def test_sql_reads_the_logged_head_inside_a_commit_window(corpus: dict[str, Any],
                                                           tmp_path: Path) -> None:
     """Between a writer's data commit and its log event, SQL must not show the new rows."""

@@ -13,6 +13,7 @@ of non-vector columns), so views never select vector or blob columns.
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -127,6 +128,17 @@ def connect(lake: Lake, *, threads: int | None = None) -> duckdb.DuckDBPyConnect
     """An in-memory DuckDB connection with the lake's base relations and views."""
     import duckdb
 
+    if not lake.read_only:
+        head = lake.head()
+        if any(lake._open(t).version != head.get(t) for t in ("prompts", "videos")):
+            # A table is ahead of the log (a writer is mid-commit, or a crash was not healed
+            # yet): read the logged head, as the Python readers do.
+            lake = type(lake)(lake.uri, pinned=head)
+    if lake.uri.startswith("s3://"):
+        endpoint = os.environ.get("AWS_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or ""
+        if endpoint.startswith("http://"):
+            # the lance extension reads only AWS_ALLOW_HTTP, not the endpoint's scheme
+            os.environ.setdefault("AWS_ALLOW_HTTP", "true")
     con = duckdb.connect(":memory:")
     if threads:
         con.execute(f"SET threads = {int(threads)}")

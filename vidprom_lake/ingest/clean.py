@@ -38,12 +38,6 @@ def uuid5_sql(h: str) -> str:
     )
 
 
-def _gate(cond: str, then: str, value: str) -> str:
-    # DuckDB evaluates CASE branches only for the rows that take them, so each regex below
-    # runs only on the few prompts that can need it (most prompts need none).
-    return f"CASE WHEN {cond} THEN {then} ELSE {value} END"
-
-
 def tail_sql(col: str) -> str:
     """The Pika option tail of `col`: everything from its first flag on (NULL if none)."""
     return (
@@ -52,63 +46,48 @@ def tail_sql(col: str) -> str:
     )
 
 
-def clean_steps(col: str) -> list[str]:
-    """The cleaning as a list of expressions, each over the previous one's result ``col``.
+def clean_expr(col: str, gate: str | None = None) -> str:
+    """`prompt_clean` from `col` (the prompt with its flag tail already cut), one expression.
 
-    The first input is the prompt with its flag tail already cut (see `clean_select`).
-    Evaluated layer by layer, each expression mentions its input a few times without the
-    expression tree growing with every step.
+    Most prompts hold no entity, tag or Discord leftover: one cheap test sends them straight
+    to the white-space pass. `col` is mentioned three times and every other function takes the
+    previous one's result once, so the expression stays small when DuckDB inlines it.
     """
-    ents = col
+    s = col
     for ent, rep in (("&quot;", '"'), ("&#39;", "'"), ("&#x27;", "'"), ("&lt;", "<"),
                      ("&gt;", ">"), ("&nbsp;", " "), ("&amp;", "&")):
         rep_sql = rep.replace("'", "''")
-        ents = f"replace({ents}, '{ent}', '{rep_sql}')"
-    ws = (f"contains({col}, '  ') OR contains({col}, chr(10)) OR contains({col}, chr(9)) "
-          f"OR contains({col}, chr(13)) OR contains({col}, chr(160))")
-    return [
-        _gate(f"contains({col}, '&')", ents, col),
-        _gate(f"contains({col}, '<')", f"regexp_replace({col}, '<[^<>]{{0,200}}>', ' ', 'g')", col),
-        _gate(f"{col} ILIKE '%message:%'",
-              f"regexp_replace({col}, '(?i)Message:\\s*\\d+\\s*Attachments?', ' ', 'g')", col),
-        _gate(f"{col} ILIKE '%font:%'", f"regexp_replace({col}, '(?i)\\(Font:[^)]*\\)', ' ', 'g')", col),
-        f"trim({col})",
-        _gate(ws, f"trim(regexp_replace({col}, '\\s+', ' ', 'g'))", col),
-    ]
+        s = f"replace({s}, '{ent}', '{rep_sql}')"
+    s = f"regexp_replace({s}, '<[^<>]{{0,200}}>', ' ', 'g')"
+    s = (f"regexp_replace({s}, '(?i)(?:message:\\s*\\d+\\s*attachments?|\\(font:[^)]*\\))', "
+         "' ', 'g')")
+    s = f"trim(CASE WHEN regexp_matches({gate or col}, '[&<:]') THEN {s} ELSE {col} END)"
+    # only runs of white space, or white space other than a plain space, need replacing
+    odd_ws = "(?:\\s\\s|[\\t\\n\\r\\x{a0}\\x{0b}\\x{0c}])\\s*"
+    return (f"CASE WHEN regexp_matches({s}, '{odd_ws}') "
+            f"THEN trim(regexp_replace({s}, '{odd_ws}', ' ', 'g')) ELSE {s} END")
 
 
 def _cut_tail(col: str, tail: str) -> str:
-    return f"CASE WHEN {tail} IS NULL THEN {col} ELSE left({col}, length({col}) - length({tail})) END"
+    return f"left({col}, length({col}) - coalesce(length({tail}), 0))"
 
 
 def clean_sql(col: str) -> str:
-    """`prompt_clean` as one scalar expression over `col` (a subquery per step; for tests)."""
-    expr = f"(SELECT {_cut_tail('_p', '_t')} FROM (SELECT _p, {tail_sql('_p')} AS _t FROM (SELECT {col} AS _p)))"
-    for step in clean_steps("_c"):
-        expr = f"(SELECT {step} FROM (SELECT {expr} AS _c))"
-    return expr
+    """`prompt_clean` as one scalar expression over `col` (for tests and one-off use)."""
+    return f"(SELECT {clean_expr(_cut_tail('_p', '_t'))} FROM (SELECT _p, {tail_sql('_p')} AS _t FROM (SELECT {col} AS _p)))"
 
 
 def clean_select(inner: str, col: str = "prompt") -> str:
-    """SELECT *, prompt_clean, flags FROM (inner), as nested projections (linear in size).
+    """SELECT *, prompt_clean, flags FROM (inner).
 
     The flag tail is found once; the flags are parsed from it (short strings) and the cleaned
     text starts from the prompt without it.
     """
     sql = f"SELECT *, {tail_sql(col)} AS _tail FROM ({inner}) AS _s0"
-    sql = f"SELECT *, {_cut_tail(col, '_tail')} AS _c FROM ({sql}) AS _s1"
-    for i, step in enumerate(clean_steps("_c"), 2):
-        sql = f"SELECT * REPLACE ({step} AS _c) FROM ({sql}) AS _s{i}"
-    return (f"SELECT * EXCLUDE (_tail, _c), _c AS prompt_clean, {flags_sql('_tail')} AS flags "
-            f"FROM ({sql}) AS _sf")
-
-
-def _flag(col: str, name: str, value: str) -> str:
-    return f"regexp_extract({col}, '(?:^|\\s)-{name}\\s+({value})', 1)"
-
-
-def _upto_next_flag(expr: str) -> str:
-    return f"nullif(trim(regexp_replace({expr}, '{FLAG_START}.*$', '', 's')), '')"
+    sql = f"SELECT *, {items_sql('_tail')} AS _items FROM ({sql}) AS _s1"
+    # the gate tests the raw prompt, so each row evaluates the tail cut once, in one branch
+    return (f"SELECT * EXCLUDE (_tail, _items), {clean_expr(_cut_tail(col, '_tail'), gate=col)} "
+            f"AS prompt_clean, {flags_sql('_tail')} AS flags FROM ({sql}) AS _s2")
 
 
 AR_RE = "[0-9]+\\s*:\\s*[0-9]+"
@@ -117,24 +96,35 @@ FLOAT_RE = "[0-9]+(?:\\.[0-9]+)?"
 
 
 def flags_sql(tail: str) -> str:
-    """The parsed Pika flags, as a DuckDB struct, from the flag tail (NULL when there is none)."""
+    """The parsed Pika flags, as a DuckDB struct, from the flag tail (NULL when there is none).
+
+    The tail (`-ar 16:9 -neg blurry, ugly -motion 4`) is split on " -" into `name value` items;
+    each flag takes the first item with its name (a repeated flag keeps its first value),
+    numbers are taken from the start of the value. Expects a column ``_items`` next to `tail`
+    (see `clean_select`), so the split happens once per row.
+    """
+
+    def value(name: str) -> str:
+        item = f"list_filter(_items, x -> starts_with(x, '{name} '))[1]"
+        return f"nullif(trim(substr({item}, {len(name) + 2})), '')"
 
     def num(name: str, pattern: str, typ: str) -> str:
-        return f"TRY_CAST(nullif({_flag(tail, name, pattern)}, '') AS {typ})"
+        return f"TRY_CAST(nullif(regexp_extract({value(name)}, '^{pattern}'), '') AS {typ})"
 
-    aspect = f"nullif({_flag(tail, 'ar', AR_RE)}, '')"
-    negative = _upto_next_flag(_flag(tail, "neg", ".*"))
-    camera = _upto_next_flag(_flag(tail, "camera", ".*"))
     members = [
-        f"aspect_ratio := {aspect}",
+        f"aspect_ratio := nullif(regexp_extract({value('ar')}, '^{AR_RE}'), '')",
         f"motion := {num('motion', INT_RE, 'INTEGER')}",
         f"guidance := {num('gs', FLOAT_RE, 'FLOAT')}",
-        f"negative := {negative}",
-        f"camera := {camera}",
+        f"negative := {value('neg')}",
+        f"camera := {value('camera')}",
         f"fps := {num('fps', INT_RE, 'INTEGER')}",
         f"seed := {num('seed', INT_RE, 'BIGINT')}",
     ]
     return f"CASE WHEN {tail} IS NOT NULL THEN struct_pack({', '.join(members)}) END"
+
+
+def items_sql(tail: str) -> str:
+    return f"string_split(' ' || {tail}, ' -')"
 
 
 ENTITY_RE = r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+\d*);"
