@@ -60,7 +60,8 @@ def init(ctx: click.Context, exist_ok: bool) -> None:
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, out_fmt: str,
            **opts: Any) -> None:
-    """Ingest prompt files (VidProM CSV, HDF5 embeddings, DiffusionDB, CSV/JSONL/Parquet).
+    """Ingest prompt files: VidProM CSV, HDF5 embeddings, DiffusionDB, Discord exports
+    (HTML/JSON files or folders of them), CSV/JSONL/Parquet.
 
     Each file is one batch: it commits whole or not at all, and re-ingesting adds nothing.
     """
@@ -83,6 +84,9 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, out_fmt:
         rows = {k: d[k] for k in ("path", "format", "batch_id", "rows_read", "rows_added",
                                   "rows_updated", "already_in_lake", "duplicates_in_file",
                                   "uuid_mismatches", "skipped", "seconds")}
+        # format-specific counts (Discord: messages read, prompts found, skipped by reason)
+        rows.update({k: d[k] for k in ("messages", "prompts", "unique_prompts", "skipped_by_reason")
+                     if k in d})
         if out_fmt == "table":
             emit(dict_rows(rows), "table", title="dry run" if r.dry_run else f"ingest {r.batch_id}")
             for note in r.notes[:10]:
@@ -97,8 +101,15 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, out_fmt:
 
 
 def _progress() -> Any:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                               TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn(),
