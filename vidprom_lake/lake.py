@@ -45,6 +45,8 @@ DATA_TABLES = ("prompts", "videos")
 #: Rows per data file of an append. Small enough that enrichers can rewrite one fragment's
 #: column as one resumable chunk; large enough that scans stay fast.
 FRAGMENT_ROWS = 32_768
+#: Tables smaller than this get no automatic uuid index (a scan is as fast).
+KEY_INDEX_MIN_ROWS = 50_000
 BATCH_RE = re.compile(r"^batch-(\d{4,})$")
 ENV_LAKE = "VIDLAKE_LAKE"
 DEFAULT_LAKE = "lake"
@@ -675,6 +677,35 @@ class Batch:
             )
             self.lake._invalidate()
 
+    def refresh_key_index(self, table: str = "prompts", column: str = "uuid",
+                          min_rows: int = KEY_INDEX_MIN_ROWS) -> bool:
+        """Stage a BTREE index on `column` that covers every committed row of `table`.
+
+        Point lookups by uuid stay in the milliseconds only with an index; ingest calls this
+        after committing its rows, so the index lands in the same batch. Small tables (under
+        `min_rows`, where a scan is fast anyway) get none unless one exists already.
+        Returns whether an index was staged.
+        """
+        import lance
+
+        from .index import _as_index
+
+        ds = self.lake._open(table)
+        name = f"{column}_idx"
+        existing = {d.name: d for d in ds.describe_indices()}
+        n = ds.count_rows()
+        old = existing.get(name)
+        if old is None and n < min_rows:
+            return False
+        if old is not None and old.num_rows_indexed >= n:
+            return False
+        frags = [f.fragment_id for f in ds.get_fragments()]
+        idx = ds.create_index_uncommitted(column, "BTREE", name=name, fragment_ids=frags,
+                                          replace=old is not None)
+        removed = _as_index(old) if old is not None else []
+        self.stage(table, lance.LanceOperation.CreateIndex([idx], removed), ds.version)
+        return True
+
     def restore_to(self, versions: dict[str, int]) -> None:
         for table, v in versions.items():
             if table in DATA_TABLES:
@@ -682,8 +713,9 @@ class Batch:
 
     # -- committing
     def commit(self) -> None:
-        """Commit what is staged as one durable chunk of this batch."""
-        self._commit("chunk")
+        """Commit what is staged as one durable chunk of this batch (nothing staged: no-op)."""
+        if self._staged:
+            self._commit("chunk")
 
     def _commit(self, status: str) -> None:
         lake = self.lake

@@ -140,6 +140,7 @@ def connect(lake: Lake, *, threads: int | None = None) -> duckdb.DuckDBPyConnect
             # the lance extension reads only AWS_ALLOW_HTTP, not the endpoint's scheme
             os.environ.setdefault("AWS_ALLOW_HTTP", "true")
     con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute(f"LOAD {_sql_literal(extension_path('lance'))}")

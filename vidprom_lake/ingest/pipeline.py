@@ -425,6 +425,9 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
             report.batch_id = b.batch_id
             b.append("prompts", stream_new_rows(lake, q, path, opts, report, b.batch_id))
             b.counts.update(report.counts())
+            if report.rows_added:
+                b.commit()  # the rows first, then an index covering them, in the same batch
+                b.refresh_key_index("prompts", "uuid")
     report.seconds = time.perf_counter() - t0
     return report
 

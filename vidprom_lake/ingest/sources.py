@@ -35,6 +35,7 @@ def _connect() -> Any:
     con = duckdb.connect(":memory:")
     # Keep file order so record numbers in errors are true; bound memory for 2-core laptops.
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET enable_progress_bar = false")  # the CLI draws its own
     return con
 
 
