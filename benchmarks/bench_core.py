@@ -68,6 +68,7 @@ QUERIES: dict[str, str] = {
     ),
 }
 
+FINDINGS_MARK = "<!-- findings: hand-written, kept when the figures above are regenerated -->"
 TARGET_INGEST_RATIO = 3.0
 TARGET_INGEST_RSS_GB = 3.0
 TARGET_QUERY_RATIO = 1.2
@@ -362,6 +363,10 @@ def machine_info() -> dict[str, str]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
                                 capture_output=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "vidprom_lake"], cwd=HERE,
+                               text=True, capture_output=True).stdout.strip()
+        if dirty:
+            commit += f" + uncommitted changes in {len(dirty.splitlines())} vidprom_lake file(s)"
     except OSError:
         commit = "?"
     return {
@@ -529,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     md = render(R, a)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        prev = Path(a.out).read_text() if Path(a.out).exists() else ""
+        if FINDINGS_MARK in prev:  # keep the hand-written profiling findings below the marker
+            md = md.rstrip("\n") + "\n\n" + prev[prev.index(FINDINGS_MARK):]
         Path(a.out).write_text(md)
         print(f"# wrote {a.out}")
     print(md)
