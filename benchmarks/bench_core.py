@@ -363,7 +363,7 @@ def machine_info() -> dict[str, str]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
                                 capture_output=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "vidprom_lake"], cwd=HERE,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ":/vidprom_lake"], cwd=HERE,
                                text=True, capture_output=True).stdout.strip()
         if dirty:
             commit += f" + uncommitted changes in {len(dirty.splitlines())} vidprom_lake file(s)"
