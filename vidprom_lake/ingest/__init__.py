@@ -109,6 +109,23 @@ register("discord-json", "DiscordChatExporter JSON export(s): bot-reply and /cre
     _discord)
 
 
+def _seed(kind: str) -> Reader:
+    def reader(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> IngestReport:
+        from .seed_datasets import reader as seed_reader
+
+        return seed_reader(kind)(lake, path, opts, report)
+
+    return reader
+
+
+register("openvid", "OpenVid-1M.csv / OpenVidHD.csv video captions (uuid5 of openvid:<video>)")(
+    _seed("openvid"))
+register("vidgen", "VidGen_1M_video_caption.json [{vid, caption}] (uuid5 of vidgen:<vid>)")(
+    _seed("vidgen"))
+register("miradata", "MiraData CSV: dense caption, six captions, frame range (uuid5 of miradata:<clip>)")(
+    _seed("miradata"))
+
+
 def detect(path: str) -> str:
     """Guess the format from the name and the first bytes."""
     p = Path(path)

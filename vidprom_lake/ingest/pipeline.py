@@ -126,6 +126,10 @@ class SourceQuery:
     aggregate: bool = False  # group records by uuid (earliest time wins, occurrences counted)
     total_bytes: int | None = None
     error_hint: Callable[[Exception], InputError] | None = None
+    # uuid_given is the source's own id (e.g. uuid5 over a clip id), not uuid5(prompt): never
+    # counted or flagged as a uuid mismatch. A query may also select ``bad_reason`` (VARCHAR,
+    # NULL when the row is fine): a non-NULL value rejects the row with that reason.
+    id_from_source: bool = False
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -195,6 +199,9 @@ def _validate(
     if "nsfw_bad" in cols:
         nb = cols["nsfw_bad"].fill_null(False).to_numpy(zero_copy_only=False)
         flag(nb, lambda i: "NSFW score is not a number in [0, 1]")
+    if "bad_reason" in cols and cols["bad_reason"].null_count < n:
+        br = cols["bad_reason"]
+        flag(br.is_valid().to_numpy(zero_copy_only=False), lambda i: str(br[i].as_py()))
     if "_texts" in cols:
         dup = (cols["_texts"].to_numpy(zero_copy_only=False) > 1)
         flag(dup, lambda i: f"uuid {cols['_key'][i].as_py()} is given to different prompt texts")
@@ -316,6 +323,8 @@ def stream_new_rows(
         given = cols["uuid_given"]
         uuid5 = cols["uuid5"]
         mism = pc.and_(pc.is_valid(given), pc.not_equal(given, uuid5)).fill_null(False)
+        if q.id_from_source:
+            mism = pa.array(np.zeros(batch.num_rows, dtype=bool))
         nm = int(pc.sum(mism).as_py() or 0)
         if nm:
             report.uuid_mismatches += nm
@@ -349,8 +358,10 @@ def stream_new_rows(
             "source": pa.array([q.source] * batch.num_rows, pa.string()),
             "source_id": cols["source_id"],
             "occurrences": cols["occurrences"],
-            "uuid_mismatch": pc.and_(pc.is_valid(cols["uuid_given"]),
-                                     pc.not_equal(cols["uuid_given"], cols["uuid5"])).fill_null(False),
+            "uuid_mismatch": (pa.array(np.zeros(batch.num_rows, dtype=bool)) if q.id_from_source
+                              else pc.and_(pc.is_valid(cols["uuid_given"]),
+                                           pc.not_equal(cols["uuid_given"], cols["uuid5"])
+                                           ).fill_null(False)),
             "flags": cols["flags"],
             "extra": cols["extra"],
             "batch_id": pa.array([batch_id] * batch.num_rows, pa.string()),
