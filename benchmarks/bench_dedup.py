@@ -50,15 +50,20 @@ def rss_mb() -> float:
 
 
 # ---------------------------------------------------------------------------- workers
-def _order_vectors(lake_path: str) -> tuple[list[str], np.ndarray]:
+def _reader(lake_path: str):  # noqa: ANN202
     from vidprom_lake.dedup import VectorReader, _read_state, time_order
     from vidprom_lake.lake import open_lake
 
-    lake = open_lake(lake_path)
-    ds = lake.dataset("prompts")
+    ds = open_lake(lake_path).dataset("prompts")
     order = time_order(_read_state(ds, "embedding"))
     dim = ds.schema.field("embedding").type.list_size
-    reader = VectorReader(ds, "embedding", order.column("offset").to_numpy(), order.column("uuid"), dim)
+    return order, VectorReader(ds, "embedding", order.column("offset").to_numpy(),
+                               order.column("uuid"), dim)
+
+
+def _order_vectors(lake_path: str) -> tuple[list[str], np.ndarray]:
+    """Every vector in dedup order, in memory (SemHash needs them so; not for the full size)."""
+    order, reader = _reader(lake_path)
     return order.column("uuid").to_pylist(), reader.read(np.arange(order.num_rows))
 
 
@@ -112,16 +117,16 @@ def w_semhash(lake_path: str, out: str) -> dict:
 
 
 def w_check(lake_path: str, decisions: str, sample: int, seed: int) -> dict:
-    """Exact decision on a random sample, given the kept set of `decisions` (float32 GEMM)."""
+    """Exact decision on a random sample, given the kept set of `decisions` (streamed)."""
     kept = np.load(decisions)
-    _, x = _order_vectors(lake_path)
+    order, reader = _reader(lake_path)
     rng = np.random.default_rng(seed)
-    s = np.sort(rng.choice(len(x), min(sample, len(x)), replace=False))
+    s = np.sort(rng.choice(order.num_rows, min(sample, order.num_rows), replace=False))
+    xs = reader.read(s)
     best = np.full(len(s), -np.inf)
     kp = np.flatnonzero(kept)
-    for a in range(0, len(kp), 65536):
-        k = kp[a:a + 65536]
-        sims = x[s] @ x[k].T
+    for k, xk in reader.blocks(kp, 32768):
+        sims = xs @ xk.T
         sims[s[:, None] <= k[None, :]] = -np.inf
         best = np.maximum(best, sims.max(axis=1))
     exact_dup = best >= THRESHOLD
@@ -139,17 +144,24 @@ def w_similar(lake_path: str, index_type: str, queries: int, seed: int) -> dict:
     rows = build_indexes(open_lake(lake_path), index_type=index_type, rebuild=True)
     build = time.perf_counter() - t0
     lake = open_lake(lake_path)
-    uu, x = _order_vectors(lake_path)
+    order, reader = _reader(lake_path)
     rng = np.random.default_rng(seed)
-    qi = rng.choice(len(x), queries, replace=False)
-    qv = x[qi] + 0.02 * rng.standard_normal((queries, x.shape[1])).astype(np.float32)
+    qi = np.sort(rng.choice(order.num_rows, queries, replace=False))
+    qv = reader.read(qi)
+    qv = qv + 0.02 * rng.standard_normal(qv.shape).astype(np.float32)
     qv /= np.linalg.norm(qv, axis=1, keepdims=True)
-    truth = []
-    for a in range(0, queries, 50):
-        s = qv[a:a + 50] @ x.T
-        truth.extend(np.argsort(-s, axis=1)[:, :10].tolist())
-    del x
-    uarr = np.array(uu)
+    # brute-force top 10 per query, streaming the vectors past the queries
+    top_s = np.full((queries, 10), -np.inf)
+    top_i = np.zeros((queries, 10), np.int64)
+    for pos, xb in reader.blocks(np.arange(order.num_rows), 32768):
+        sims = qv @ xb.T
+        cat_s = np.concatenate([top_s, sims], axis=1)
+        cat_i = np.concatenate([top_i, np.broadcast_to(pos, sims.shape)], axis=1)
+        pick = np.argsort(-cat_s, axis=1)[:, :10]
+        top_s = np.take_along_axis(cat_s, pick, 1)
+        top_i = np.take_along_axis(cat_i, pick, 1)
+    truth = top_i.tolist()
+    uarr = np.array(order.column("uuid").to_pylist())
     lat, rec = [], []
     similar(lake, vector=qv[0], k=10)  # warm the index cache
     for i in range(queries):

@@ -325,3 +325,15 @@ def test_similar_text_query_uses_the_columns_own_model(tmp_path: Path) -> None:
                                   "a cat surfing a wave at sunset", "-k", "2", "--format", "json"])
     assert r.exit_code == 0, r.output
     assert len(json.loads(r.output)) == 2
+
+
+def test_a_small_increment_is_decided_exactly(tmp_path: Path) -> None:
+    lake = make_lake(tmp_path)
+    first = dedup(lake, 0.8, min_approx_rows=0, check_sample=50)
+    assert first.mode == "approx"
+    lake.ingest(write_csv(tmp_path / "b.csv", 20, seed=7, start=datetime(2024, 3, 5)))
+    lake = open_lake(tmp_path / "lake")
+    new = ordered_uuids(lake)[300:]
+    attach(lake, tmp_path, dict(zip(new, planted(20, 5), strict=True)), "f.h5")
+    rep = dedup(open_lake(tmp_path / "lake"), 0.8, min_approx_rows=0)
+    assert rep.mode == "exact (a small increment)" and rep.reused == 300 and rep.decided == 20

@@ -57,6 +57,8 @@ DEFAULT_THRESHOLD = 0.8
 DEFAULT_COLUMN = "embedding"
 #: Memory the kept-set structures may use before exact mode streams the kept set from disk.
 DEFAULT_MEMORY_GB = float(os.environ.get("VIDLAKE_DEDUP_MEMORY_GB", "5"))
+#: Up to this many prompts to decide against an existing kept set, exact mode is cheaper.
+SMALL_INCREMENT = 4096
 RESULT_COLUMNS = ("unique_semantic", "dup_of", "dup_similarity", "dedup_run")
 
 Progress = Callable[[int, int], None]
@@ -949,12 +951,15 @@ def dedup(
         report.seconds = time.perf_counter() - t_start
         return report
 
-    use_exact = exact or (len(positions) + len(prior_kept)) < min_approx_rows
+    # Exact is also the cheaper way to add a few new prompts: one pass over the kept set.
+    small = len(positions) <= SMALL_INCREMENT and len(prior_kept) > 0
+    use_exact = exact or small or (len(positions) + len(prior_kept)) < min_approx_rows
     engine: ExactEngine | ApproxEngine
     if use_exact:
         engine = ExactEngine(reader, threshold, memory_bytes=memory_gb * 2 ** 30,
                              block_rows=block_rows)
-        report.mode = "exact" if exact else "exact (small enough; approximate mode not needed)"
+        report.mode = ("exact" if exact else "exact (a small increment)" if small
+                       else "exact (small enough; approximate mode not needed)")
     else:
         engine = ApproxEngine(reader, threshold, capacity=len(prior_kept) + len(positions),
                               partitions=partitions, nprobe=nprobe, reduced_dims=reduced_dims,
