@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,7 +127,6 @@ def init_script(lake: Lake) -> str:
 
 def connect(lake: Lake, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the lake's base relations and views."""
-    import duckdb
 
     if not lake.read_only:
         head = lake.head()
@@ -139,11 +139,9 @@ def connect(lake: Lake, *, threads: int | None = None) -> duckdb.DuckDBPyConnect
         if endpoint.startswith("http://"):
             # the lance extension reads only AWS_ALLOW_HTTP, not the endpoint's scheme
             os.environ.setdefault("AWS_ALLOW_HTTP", "true")
-    con = duckdb.connect(":memory:")
-    con.execute("SET enable_progress_bar = false")
+    con = _database().cursor()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    con.execute(f"LOAD {_sql_literal(extension_path('lance'))}")
     if lake.read_only:
         # Pinned: the extension cannot time-travel, so register the pinned datasets themselves.
         con.register("__prompts_ds", lake.dataset("prompts"))
@@ -152,15 +150,43 @@ def connect(lake: Lake, *, threads: int | None = None) -> duckdb.DuckDBPyConnect
         vcols = ", ".join(
             _quote_ident(f.name) for f in lake.dataset("videos").schema if f.name != VIDEO_BLOB_COLUMN
         )
-        con.execute("CREATE OR REPLACE VIEW prompts_raw AS SELECT * FROM __prompts_ds")
-        con.execute(f"CREATE OR REPLACE VIEW videos_raw AS SELECT {vcols} FROM __videos_ds")
-        con.execute("CREATE OR REPLACE VIEW batches_raw AS SELECT * FROM __batches_ds")
+        con.execute("CREATE OR REPLACE TEMP VIEW prompts_raw AS SELECT * FROM __prompts_ds")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW videos_raw AS SELECT {vcols} FROM __videos_ds")
+        con.execute("CREATE OR REPLACE TEMP VIEW batches_raw AS SELECT * FROM __batches_ds")
     else:
         for stmt in base_statements(lake):
-            con.execute(stmt)
+            con.execute(_temp(stmt))
     for stmt in view_statements(lake):
-        con.execute(stmt)
+        con.execute(_temp(stmt))
     return con
+
+
+_DB: Any = None
+_DB_LOCK = threading.Lock()
+
+
+def _database() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB per process with the lance extension loaded.
+
+    Loading the extension is the slow part of a connection (a large binary), so it happens
+    once; every `connect` is a cursor on it (its own connection) whose views are TEMP views,
+    private to that cursor, so lakes and pinned versions never see each other's views.
+    """
+    import duckdb
+
+    global _DB
+    with _DB_LOCK:
+        if _DB is None:
+            db = duckdb.connect(":memory:")
+            db.execute("SET enable_progress_bar = false")
+            db.execute(f"LOAD {_sql_literal(extension_path('lance'))}")
+            _DB = db
+        return _DB
+
+
+def _temp(stmt: str) -> str:
+    return re.sub(r"^(\s*(?:--[^\n]*\n\s*)*)CREATE OR REPLACE VIEW", r"\1CREATE OR REPLACE TEMP VIEW",
+                  stmt, count=1)
 
 
 def _batches_until(lake: Lake) -> pa.Table:
