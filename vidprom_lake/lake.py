@@ -365,7 +365,7 @@ class Lake:
         kind: str,
         *,
         source: str | None = None,
-        source_sha256: str | None = None,
+        source_sha256: Any = None,
         params: dict[str, Any] | None = None,
         provenance: dict[str, Any] | None = None,
     ) -> Batch:
@@ -556,7 +556,7 @@ class Batch:
     lake: Lake
     kind: str
     source: str | None = None
-    source_sha256: str | None = None
+    source_sha256: Any = None  # str, or a Future of one (see hash_in_background)
     params: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
@@ -578,8 +578,9 @@ class Batch:
             self._seq = 0
             lake._append_event(
                 self.batch_id, self._seq, "running", kind=self.kind, source=self.source,
-                source_sha256=self.source_sha256, params=self.params,
-                provenance=self.provenance, started_at=self._started, message=_writer_note(),
+                source_sha256=self.source_sha256 if isinstance(self.source_sha256, str) else None,
+                params=self.params, provenance=self.provenance, started_at=self._started,
+                message=_writer_note(),
             )
             lake._invalidate()
         return self
@@ -677,6 +678,14 @@ class Batch:
             )
             self.lake._invalidate()
 
+    def _resolve_sha(self) -> str | None:
+        """The source's sha256; a Future (hashed in a thread beside the work) is waited for."""
+        sha = self.source_sha256
+        if sha is not None and not isinstance(sha, str):
+            sha = sha.result()
+            self.source_sha256 = sha
+        return sha
+
     def refresh_key_index(self, table: str = "prompts", column: str = "uuid",
                           min_rows: int = KEY_INDEX_MIN_ROWS) -> bool:
         """Stage a BTREE index on `column` that covers every committed row of `table`.
@@ -729,7 +738,7 @@ class Batch:
             self._seq += 1
             lake._append_event(
                 self.batch_id, self._seq, status, counts=self.counts, versions=versions,
-                provenance=self.provenance or None,
+                provenance=self.provenance or None, source_sha256=self._resolve_sha(),
             )
             self._chunks += 1
             lake._invalidate()

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ..errors import InputError, SchemaError
 from ..schema import field_meta, vector_field
-from .pipeline import IngestOptions, IngestReport, file_sha256
+from .pipeline import IngestOptions, IngestReport, hash_in_background
 
 if TYPE_CHECKING:
     from ..lake import Lake
@@ -142,7 +142,7 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
             arr = pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(~have))
             return arr, int(have.sum())
 
-        with lake.batch("attach-embeddings", source=path, source_sha256=file_sha256(path),
+        with lake.batch("attach-embeddings", source=path, source_sha256=hash_in_background(path),
                         params={"column": column, "model": model, "dims": dim,
                                 "dtype": opts.dtype}) as b:
             report.batch_id = b.batch_id

@@ -132,6 +132,17 @@ class SourceQuery:
     id_from_source: bool = False
 
 
+def hash_in_background(path: str | Path) -> Any:
+    """A Future of the file's sha256, computed in a thread while the ingest reads the file
+    (hashlib releases the GIL on large buffers, so it costs no wall time on two cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidlake-sha256")
+    fut = pool.submit(file_sha256, path)
+    pool.shutdown(wait=False)
+    return fut
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -431,7 +442,7 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
             pass
         report.dry_run = True
     else:
-        sha = file_sha256(path) if Path(path).is_file() else None
+        sha = hash_in_background(path) if Path(path).is_file() else None
         with lake.batch("ingest", source=path, source_sha256=sha, params=params) as b:
             report.batch_id = b.batch_id
             b.append("prompts", stream_new_rows(lake, q, path, opts, report, b.batch_id))
