@@ -486,3 +486,15 @@ def _provenance() -> dict[str, Any]:
     return {"av": av.__version__, "ffmpeg": {k: ".".join(map(str, v[:3])) if isinstance(v, tuple)
                                               else str(v) for k, v in
                                               getattr(av, "library_versions", {}).items()}}
+
+
+def probe_clip(data: bytes, name: str, *, verify: str = "first-frame",
+               thumbnails: bool = True) -> tuple[Any, bytes | None]:
+    """Check one clip exactly as the import does (for other importers, e.g. the scraper):
+    ``(Probe, thumbnail)``, or ``(ProbeError, None)`` when the bytes do not decode."""
+    return _probe_one(data, name, verify == "full", thumbnails)
+
+
+def provenance() -> dict[str, Any]:
+    """The library versions an import records in its batch's provenance."""
+    return _provenance()
