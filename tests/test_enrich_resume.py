@@ -123,3 +123,16 @@ def test_killed_process_loses_at_most_one_chunk(lake, tmp_path: Path) -> None:
     finally:
         enrich.unregister("fake")
     assert r.rows_todo == N - 32 and lake.count(where="embedding IS NULL") == 1
+
+
+def test_float16_column_and_where(lake, fake) -> None:
+    r = enrich.embed(lake, "fake:8", column="half", dtype="float16", where="prompt LIKE 'prompt 1%'")
+    assert r.rows_done == 11  # prompt 1, 10..19
+    f = lake.dataset("prompts").schema.field("half")
+    assert str(f.type.value_type) == "halffloat" and f.metadata[b"vidlake:dtype"] == b"float16"
+    t = lake.dataset("prompts").to_table(columns=["prompt", "half"], filter="half IS NOT NULL")
+    for p, v in zip(t.column("prompt").to_pylist(), t.column("half").to_pylist(), strict=True):
+        np.testing.assert_allclose(v, fake_vector(p, 8), atol=2e-3)
+    # Same model but another precision is another space.
+    with pytest.raises(enrich.base.VidlakeError, match="One embedding space per column"):
+        enrich.embed(lake, "fake:8", column="half")
