@@ -98,6 +98,8 @@ def generate(ctx: click.Context, model: str, fmt: str, **opts: Any) -> None:
               help="Model of every video (names must be {model}-{uuid}.mp4); default: from names.")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CSV with columns file,uuid[,model] for freely named files.")
+@click.option("--source", type=click.Choice(["openvid", "vidgen", "miradata"]), default=None,
+              help="Match members to that seed dataset's rows by clip id (file name).")
 @click.option("--chunk", type=click.IntRange(min=1), default=256, show_default=True,
               help="Videos per committed chunk.")
 @click.option("--verify", type=click.Choice(["first-frame", "full"]), default="first-frame",
@@ -109,14 +111,15 @@ def generate(ctx: click.Context, model: str, fmt: str, **opts: Any) -> None:
 @click.pass_context
 def import_videos(ctx: click.Context, paths: tuple[str, ...], model: str | None,
                   mapping: str | None, chunk: int, verify: str, no_thumbnails: bool,
-                  show_rejected: int, fmt: str) -> None:
+                  show_rejected: int, fmt: str, source: str | None = None) -> None:
     """Import mp4s from tar shards, folders or files (streamed, never extracted)."""
     from ..video.importer import import_videos as run
 
     lake = _lake(ctx)
     with _progress("import", "files") as tick:
         report = run(lake, list(paths), model=model, mapping=mapping, chunk=chunk, verify=verify,
-                     thumbnails=not no_thumbnails, progress=tick)
+                     thumbnails=not no_thumbnails, progress=tick,
+                     **({"source": source} if source else {}))
     d = report.as_dict()
     if fmt == "table":
         emit(dict_rows(d), "table", title=f"import-videos {report.batch_id}")

@@ -308,3 +308,105 @@ def reader(kind: str) -> Any:
 
     read.__doc__ = fn.__doc__
     return read
+
+
+# ------------------------------------------------------------------------------- comparison
+def source_overlap(lake: Any, *, threshold: float | None = None, column: str = "embedding",
+                   sample: int | None = 10_000, seed: int = 0, block_rows: int = 8192,
+                   ) -> list[dict[str, Any]]:
+    """Per source: the share of its prompts whose nearest neighbour in *another* source has a
+    cosine similarity at or above `threshold` (default: the dedup threshold, 0.8).
+
+    Exact: each source's prompts (a uniform random sample of `sample` per source, all of them
+    with ``sample=None``) are compared with every vector of every other source, streamed from
+    the lake in blocks, so memory stays at the sample plus one block. With a sample, ``share``
+    is an estimate and ``share_ci95`` its Wilson 95% interval. Rows without a vector are left
+    out (``with_vectors`` says how many count).
+    """
+    import numpy as np
+
+    from ..dedup import DEFAULT_THRESHOLD, normalize, vector_column
+
+    thr = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    fld, meta = vector_column(lake, column)
+    ds = lake.dataset("prompts")
+    col = "`" + column.replace("`", "``") + "`"  # a Lance filter identifier
+    srcs: list[np.ndarray] = []
+    offs: list[np.ndarray] = []
+    base = 0
+    for b in ds.to_batches(columns=["source", column]):
+        valid = b.column(1).is_valid().to_numpy(zero_copy_only=False)
+        s = np.array(b.column(0).fill_null("(none)").to_pylist(), dtype=object)
+        srcs.append(s[valid])
+        offs.append(np.flatnonzero(valid) + base)
+        base += b.num_rows
+    src = np.concatenate(srcs) if srcs else np.array([], dtype=object)
+    off = np.concatenate(offs) if offs else np.array([], dtype=np.int64)
+    names = sorted(set(src.tolist()))
+    rng = np.random.default_rng(seed)
+    queries: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in names:
+        idx = np.flatnonzero(src == name)
+        if sample is not None and len(idx) > sample:
+            idx = np.sort(rng.choice(idx, sample, replace=False))
+        tbl = ds.take(off[idx], columns=[column])
+        flat = tbl.column(0).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        queries[name] = (normalize(flat.reshape(len(idx), -1)), np.full(len(idx), -2.0, np.float32))
+    if len(names) > 1:
+        for b in ds.to_batches(columns=["source", column], batch_size=block_rows,
+                               filter=f"{col} IS NOT NULL"):
+            bs = np.array(b.column(0).fill_null("(none)").to_pylist(), dtype=object)
+            x = normalize(b.column(1).flatten().to_numpy(zero_copy_only=False)
+                          .reshape(b.num_rows, -1)) if b.num_rows else None
+            if x is None:
+                continue
+            for name, (q, best) in queries.items():
+                other = bs != name
+                if not other.any() or not len(q):
+                    continue
+                sims = q @ x[other].T
+                np.maximum(best, sims.max(axis=1), out=best)
+    out = []
+    for name in names:
+        q, best = queries[name]
+        total = int((src == name).sum())
+        n = len(best)
+        hits = int((best >= thr).sum()) if len(names) > 1 else 0
+        share = hits / n if (n and len(names) > 1) else None
+        ci = _wilson(hits, n) if share is not None and n < total else None
+        out.append({"source": name, "with_vectors": total, "compared": n,
+                    "near_other_source": hits if share is not None else None,
+                    "share": None if share is None else round(share, 6),
+                    "share_ci95": None if ci is None else [round(ci[0], 6), round(ci[1], 6)],
+                    "threshold": thr, "column": column,
+                    "model": meta.get("model")})
+    return out
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def compare_sources(lake: Any, *, with_overlap: bool = True, **overlap: Any) -> list[dict[str, Any]]:
+    """The ``source_comparison`` view, plus the cross-source near-neighbour share per source
+    when the prompts have vectors in the embedding column (``share`` NULL otherwise)."""
+    rows = lake.query("SELECT * FROM source_comparison").to_pylist()
+    if not with_overlap:
+        return rows
+    from ..errors import SchemaError
+
+    try:
+        ov = {r["source"]: r for r in source_overlap(lake, **overlap)}
+    except SchemaError:
+        ov = {}
+    for r in rows:
+        o = ov.get(r["source"], {})
+        r["with_vectors"] = o.get("with_vectors", 0)
+        r["near_other_source_share"] = o.get("share")
+        r["share_ci95"] = o.get("share_ci95")
+        r["threshold"] = o.get("threshold")
+    return rows

@@ -76,6 +76,8 @@ class ImportReport:
     seconds: float = 0.0
     rejected: list[Rejected] = field(default_factory=list)
     imported_ids: list[str] = field(default_factory=list)
+    source: str | None = None  # seed dataset matched by clip id (--source), see zips.py
+    rows_without_videos: int | None = None  # rows of that source still without a video
 
     def by_reason(self) -> dict[str, int]:
         return dict(Counter(r.reason for r in self.rejected))
@@ -86,6 +88,8 @@ class ImportReport:
             "imported": self.imported, "already_in_lake": self.already_in_lake,
             "rejected": len(self.rejected), "bytes": self.bytes, "chunks": self.chunks,
             "seconds": round(self.seconds, 3), "rejected_by_reason": self.by_reason(),
+            **({"source": self.source, "rows_without_videos": self.rows_without_videos}
+               if self.source else {}),
         }
 
 
@@ -155,12 +159,27 @@ def _folder_members(root: str) -> Iterator[_Member]:
                 yield _Member(root, rel, None, "special file")
             elif _is_tar(fn):
                 yield from _tar_members(full)
+            elif fn.lower().endswith(".zip"):
+                yield from _zip_members(full)
             else:
                 yield _Member(root, rel, Path(full).read_bytes)
 
 
+def _zip_members(item: Any) -> Iterator[_Member]:
+    from .zips import ZipSource
+
+    src = item if isinstance(item, ZipSource) else ZipSource([item])
+    for container, name, read, kind in src.members():
+        yield _Member(container, name, read, kind)
+
+
 def iter_members(paths: Iterable[str | os.PathLike[str]]) -> Iterator[_Member]:
-    for p in paths:
+    from .zips import ZipSource, expand
+
+    for p in expand(paths):  # zips, and split-zip pieces grouped into one archive
+        if isinstance(p, ZipSource):
+            yield from _zip_members(p)
+            continue
         path = os.fspath(p)
         if os.path.isdir(path):
             yield from _folder_members(path)
@@ -294,8 +313,13 @@ def import_videos(
     thumbnails: bool = True,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    source: str | None = None,
 ) -> ImportReport:
-    """Import every valid video from `paths` (tar shards, folders, files) into ``videos``.
+    """Import every valid video from `paths` (tar shards, zips, folders, files) into ``videos``.
+
+    With `source` (``openvid``, ``vidgen``: a seed dataset already ingested), members are
+    matched to that source's rows by clip id (see `zips.source_mapping`); `model` defaults
+    to the source name.
 
     `model` names the generator for every file (names ``{model}-{uuid}.mp4`` must agree); when
     None, it is taken from each file name or the mapping. Commits every `chunk` videos; a rerun
@@ -315,8 +339,15 @@ def import_videos(
         if not os.path.exists(p):
             raise InputError("no such file or folder", path=p)
     t0 = time.perf_counter()
-    mp = load_mapping(mapping) if mapping else None
-    report = ImportReport(paths=plist, model=model)
+    mp: Any = load_mapping(mapping) if mapping else None
+    if source is not None:
+        from .zips import source_mapping
+
+        if mapping:
+            raise InputError("pass either --source or --mapping, not both")
+        model = model or source
+        mp = source_mapping(lake, source)
+    report = ImportReport(paths=plist, model=model, source=source)
     if mp:
         report.rejected.extend(mp.rejected)
     uuids = _UuidSet(lake.uuid_index())
@@ -378,7 +409,8 @@ def import_videos(
     full = verify == "full"
     with lake.batch("import", source=plist[0] if len(plist) == 1 else f"{len(plist)} paths",
                     params={"paths": plist, "model": model, "mapping": os.fspath(mapping)
-                            if mapping else None, "verify": verify, "chunk": chunk},
+                            if mapping else None, "verify": verify, "chunk": chunk,
+                            **({"source": source} if source else {})},
                     provenance=_provenance()) as b:
         report.batch_id = b.batch_id
         probed = _probe_parallel(accepted(), full=full, thumbnails=thumbnails,
@@ -440,6 +472,10 @@ def import_videos(
         for name in sorted(set(mp.by_name) - mp.used):
             report.rejected.append(Rejected(mp.path, name, "unmapped",
                                             "listed in the mapping but no such file was found"))
+    if source is not None:
+        from .zips import rows_without_videos
+
+        report.rows_without_videos = rows_without_videos(lake, source, model)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -1,0 +1,261 @@
+"""Zip archives for video import, streamed member by member, never extracted to disk.
+
+OpenVid-1M ships its clips in ``OpenVid_part{N}.zip``; the largest parts are cut into pieces
+``OpenVid_part{N}_partaa``, ``..._partab`` (``split -b``) that concatenate into one zip. Those
+pieces are read as one archive through `ConcatFile`, a seekable view over the pieces in name
+order, so nothing is joined on disk. VidGen-1M ships ``VidGen_video_{N}.zip``.
+
+`source_mapping` matches members to prompt rows of a seed dataset (``--source openvid``): the
+member's base name (``---_iRTHryQ_13_0to241.mp4``), or that name without its extension
+(VidGen's ``Eep9uvenxAo-Scene-0030.mp4``), is looked up as the ``source_id`` of that source's
+rows, which gives the uuid. The video's ``model`` column is the source name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..lake import Lake
+
+PART_RE = re.compile(r"^(?P<stem>.+)_part(?P<piece>[a-z]{2,3})$")
+SEED_SOURCES = ("openvid", "vidgen", "miradata")
+
+
+class ConcatFile(io.RawIOBase):
+    """A read-only, seekable file over several files laid end to end."""
+
+    def __init__(self, paths: list[str]):
+        super().__init__()
+        self.paths = paths
+        self.sizes = [os.path.getsize(p) for p in paths]
+        self.starts = [sum(self.sizes[:i]) for i in range(len(paths))]
+        self.size = sum(self.sizes)
+        self.pos = 0
+        self._fh: list[Any] = [None] * len(paths)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def _piece(self, pos: int) -> int:
+        i = len(self.starts) - 1
+        while i > 0 and self.starts[i] > pos:
+            i -= 1
+        return i
+
+    def readinto(self, b: Any) -> int:
+        mv = memoryview(b).cast("B")
+        done = 0
+        while done < len(mv) and self.pos < self.size:
+            i = self._piece(self.pos)
+            fh = self._fh[i]
+            if fh is None:
+                fh = self._fh[i] = open(self.paths[i], "rb")  # noqa: SIM115 (closed in close())
+            off = self.pos - self.starts[i]
+            fh.seek(off)
+            want = min(len(mv) - done, self.sizes[i] - off)
+            n = fh.readinto(mv[done:done + want])
+            if not n:
+                break
+            done += n
+            self.pos += n
+        return done
+
+    def close(self) -> None:
+        for fh in self._fh:
+            if fh is not None:
+                fh.close()
+        self._fh = [None] * len(self.paths)
+        super().close()
+
+
+@dataclass
+class ZipSource:
+    """One zip archive: a single file, or the ordered pieces of a split one."""
+
+    parts: list[str]
+
+    @property
+    def label(self) -> str:
+        if len(self.parts) == 1:
+            return self.parts[0]
+        stem = PART_RE.match(os.path.basename(self.parts[0]))
+        name = stem.group("stem") if stem else os.path.basename(self.parts[0])
+        return os.path.join(os.path.dirname(self.parts[0]), f"{name}.zip "
+                            f"({len(self.parts)} pieces)")
+
+    def open(self) -> zipfile.ZipFile:
+        fobj: Any = (ConcatFile(self.parts) if len(self.parts) > 1 else open(self.parts[0], "rb"))  # noqa: SIM115
+        try:
+            return zipfile.ZipFile(io.BufferedReader(fobj, 1 << 20)
+                                   if isinstance(fobj, ConcatFile) else fobj)
+        except (zipfile.BadZipFile, OSError) as exc:
+            fobj.close()
+            what = ("the pieces " + ", ".join(os.path.basename(p) for p in self.parts)
+                    + " do not form a zip archive (a piece missing or out of order?)"
+                    if len(self.parts) > 1 else "not a readable zip archive")
+            raise InputError(f"{what}: {exc}", path=self.parts[0]) from None
+
+    def members(self) -> Iterator[tuple[str, str, Callable[[], bytes] | None, str]]:
+        """(container, member name, reader or None, kind) in archive order."""
+        zf = self.open()
+        container = self.label
+        with zf:
+            infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+            for info in infos:
+                if info.is_dir():
+                    continue
+                mode = info.external_attr >> 16
+                if mode and stat.S_ISLNK(mode):
+                    yield container, info.filename, None, "symlink"
+                elif mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
+                    yield container, info.filename, None, "special file"
+                else:
+                    yield container, info.filename, _reader(zf, info, container), "file"
+
+
+def _reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, container: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            return zf.read(info)
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+            raise InputError(f"zip member {info.filename!r} is damaged: {exc}",
+                             path=container) from None
+
+    return read
+
+
+def is_zip_name(path: str) -> bool:
+    return path.lower().endswith(".zip") or bool(PART_RE.match(os.path.basename(path)))
+
+
+def _is_zip(path: str) -> bool:
+    if not os.path.isfile(path):
+        return False
+    if is_zip_name(path):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def expand(paths: Iterable[str | os.PathLike[str]]) -> list[str | ZipSource]:
+    """The paths with zips (and split-zip pieces, grouped in name order) as `ZipSource`s."""
+    out: list[str | ZipSource] = []
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for p in paths:
+        path = os.fspath(p)
+        m = PART_RE.match(os.path.basename(path)) if os.path.isfile(path) else None
+        if m:
+            key = os.path.join(os.path.dirname(path), m.group("stem"))
+            if key not in groups:
+                groups[key] = []
+                out.append(key)  # placeholder, replaced below
+            groups[key].append((m.group("piece"), path))
+        elif _is_zip(path):
+            out.append(ZipSource([path]))
+        else:
+            out.append(path)
+    for i, item in enumerate(out):
+        if isinstance(item, str) and item in groups:
+            pieces = sorted(groups[item])
+            names = [pc for pc, _ in pieces]
+            expected = [_piece_name(k, len(names[0])) for k in range(len(names))]
+            if names != expected:
+                missing = sorted(set(expected) - set(names))
+                raise InputError(
+                    f"split zip pieces {', '.join(names)} are not consecutive"
+                    + (f" (missing {', '.join(missing)})" if missing else "")
+                    + "; pass every piece", path=pieces[0][1])
+            out[i] = ZipSource([p for _, p in pieces])
+    return out
+
+
+def _piece_name(k: int, width: int) -> str:
+    s = ""
+    for _ in range(width):
+        s = chr(ord("a") + k % 26) + s
+        k //= 26
+    return s
+
+
+# ---------------------------------------------------------------------- seed-dataset matching
+@dataclass
+class SourceMapping:
+    """Member name -> (uuid, model) through the source_id of a seed dataset's prompt rows.
+
+    Quacks like `importer.Mapping` (``get``, ``path``, ``rejected``, ``by_name``, ``used``);
+    its ``by_name`` is empty so the importer does not list every row without a video as a
+    rejected file: `rows_without_videos` counts those instead.
+    """
+
+    source: str
+    ids: dict[str, str]
+    path: str = ""
+    rejected: list[Any] = field(default_factory=list)
+    by_name: dict[str, Any] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+    matched: int = 0
+
+    def get(self, name: str) -> tuple[str, str | None] | None:
+        base = PurePosixPath(name.replace("\\", "/")).name
+        uuid = self.ids.get(base)
+        if uuid is None:
+            stem, dot, _ = base.rpartition(".")
+            uuid = self.ids.get(stem) if dot else None
+        if uuid is None:
+            return None
+        self.matched += 1
+        return uuid, None
+
+
+def source_mapping(lake: Lake, source: str) -> SourceMapping:
+    """source_id -> uuid of every prompt row of `source`."""
+    ds = lake.dataset("prompts")
+    t = ds.to_table(columns=["source_id", "uuid"],
+                    filter=f"source = '{source.replace(chr(39), chr(39) * 2)}' "
+                           "AND source_id IS NOT NULL")
+    if not t.num_rows:
+        raise InputError(f"the lake has no {source} rows with a clip id; ingest the {source} "
+                         f"metadata first (vidlake ingest ... --format {source})")
+    return SourceMapping(source, dict(zip(t.column("source_id").to_pylist(),
+                                          t.column("uuid").to_pylist(), strict=True)),
+                         path=f"{source} rows in the lake")
+
+
+def rows_without_videos(lake: Lake, source: str, model: str | None = None) -> int:
+    """Rows of `source` that have no video (of `model`, default the source name) in the lake."""
+    import duckdb
+
+    model = model or source
+    q = source.replace("'", "''")
+    pu = lake.dataset("prompts").to_table(columns=["uuid"], filter=f"source = '{q}'")
+    vu = lake.dataset("videos").to_table(columns=["uuid"],
+                                         filter=f"model = '{model.replace(chr(39), chr(39) * 2)}'")
+    if not vu.num_rows:
+        return pu.num_rows
+    con = duckdb.connect(":memory:")
+    con.register("p", pu)
+    con.register("v", vu)
+    row = con.execute("SELECT count(*) FROM p ANTI JOIN v USING (uuid)").fetchone()
+    return int(row[0]) if row else 0
