@@ -369,7 +369,7 @@ def collect(lake: Lake, *, column: str | None = None, sample: int = 2000, cluste
         data.tables.append(_table("Top bigrams (stop words removed)",
                                   q("SELECT bigram, occurrences, prompts FROM top_bigrams LIMIT 30")))
         data.tables.append(_table("Sources side by side", q("SELECT * FROM source_summary")))
-        comp = q("SELECT * FROM source_comparison")
+        comp = q("SELECT * FROM vidprom_vs_diffusiondb")
         if comp.num_rows:
             data.tables.append(_table("VidProM vs DiffusionDB", comp))
         stop = set(q("SELECT word FROM stop_words").column("word").to_pylist())
