@@ -328,12 +328,13 @@ def collect(lake: Lake, *, column: str | None = None, sample: int = 2000, cluste
 
         data = ReportData(title, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), lake.uri, sections)
         lengths = q("SELECT unit, bin_lo, bin_hi, prompts FROM prompt_length_hist")
-        for unit, label in (("words", "words"), ("chars", "characters")):
-            rows = [r for r in lengths.to_pylist() if r["unit"] == unit]
+        for unit, label, width in (("words", "words", 5), ("chars", "characters", 50)):
+            got = {r["bin_lo"]: r["prompts"] for r in lengths.to_pylist() if r["unit"] == unit}
+            los = list(range(0, 21 * width, width))  # every bin, empty ones too (sql/70)
             data.column_charts.append(ColumnChart(
                 f"Prompt length in {label}",
-                [f"{r['bin_lo']}+" if r["bin_hi"] is None else f"{r['bin_lo']}-{r['bin_hi'] - 1}" for r in rows],
-                [Series("prompts", PALETTE[0], [(i, r["prompts"]) for i, r in enumerate(rows)])]))
+                [f"{lo}+" if lo == los[-1] else f"{lo}-{lo + width - 1}" for lo in los],
+                [Series("prompts", PALETTE[0], [(i, got.get(lo, 0)) for i, lo in enumerate(los)])]))
         weeks = q("SELECT week, source, prompts FROM prompts_per_week").to_pylist()
         labels = sorted({str(r["week"]) for r in weeks})
         xi = {w: i for i, w in enumerate(labels)}
@@ -372,6 +373,13 @@ def collect(lake: Lake, *, column: str | None = None, sample: int = 2000, cluste
         comp = q("SELECT * FROM vidprom_vs_diffusiondb")
         if comp.num_rows:
             data.tables.append(_table("VidProM vs DiffusionDB", comp))
+        # raw prompt text on purpose: it is what the lake holds, and it is escaped on output
+        data.tables.append(_table("Newest prompts (raw text)", q(
+            "SELECT time::DATE AS day, source, left(prompt, 300) AS prompt FROM prompts "
+            "WHERE time IS NOT NULL ORDER BY time DESC, uuid LIMIT 12")))
+        data.tables.append(_table("Highest toxicity (raw text)", q(
+            "SELECT round(toxicity, 3) AS toxicity, left(prompt, 300) AS prompt FROM prompts "
+            "WHERE toxicity IS NOT NULL ORDER BY toxicity DESC, uuid LIMIT 12")))
         stop = set(q("SELECT word FROM stop_words").column("word").to_pylist())
     finally:
         con.close()
