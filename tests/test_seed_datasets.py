@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from seed_fixtures import (MIRA_ROWS, OPENVID_ROWS, VIDGEN_ROWS, split_file, write_mira,
-                           write_openvid, write_vidgen, write_zip)
+from seed_fixtures import (
+    MIRA_ROWS,
+    OPENVID_ROWS,
+    VIDGEN_ROWS,
+    split_file,
+    write_mira,
+    write_openvid,
+    write_vidgen,
+    write_zip,
+)
 from video_fixtures import make_mp4
+
 from vidprom_lake import create_lake
 from vidprom_lake.cli import main
 from vidprom_lake.errors import InputError
