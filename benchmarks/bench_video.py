@@ -79,7 +79,7 @@ def lake_with_prompts(path: Path, n: int):
     return lake, uuids
 
 
-def bench_import_export(work: Path, n: int, kb: int, distinct: int) -> dict:
+def bench_import_export(work: Path, n: int, kb: int, distinct: int, repeats: int) -> dict:
     from vidprom_lake.video import export_videos, import_videos
 
     print(f"[import] making {distinct} distinct ~{kb} KB clips ...", flush=True)
@@ -98,33 +98,46 @@ def bench_import_export(work: Path, n: int, kb: int, distinct: int) -> dict:
     size = shard.stat().st_size
     payload = sum(len(clips[i % distinct]) for i in range(n))
     subprocess.run(["cat", str(shard)], stdout=subprocess.DEVNULL, check=True)  # warm cache
-    out_dir = work / "extracted"
-    out_dir.mkdir()
-    t_tar, _ = timed(subprocess.run, ["tar", "-xf", str(shard), "-C", str(out_dir)], check=True)
-    t_imp, rep = timed(import_videos, lake, [shard], model="t2vz")
-    assert rep.imported == n, rep.as_dict()
-    # export vs copy
-    copy_dir = work / "copied"
-    copy_dir.mkdir()
-    files = sorted(out_dir.iterdir())
+    # The box is shared and noisy: run each side `repeats` times, interleaved, keep the best.
+    template = work / "lake-import"
+    t_tar = t_imp = t_copy = t_exp = float("inf")
+    from vidprom_lake import open_lake
 
-    def copy_all() -> None:
-        for f in files:
-            shutil.copyfile(f, copy_dir / f.name)
+    for r in range(repeats):
+        out_dir = work / f"extracted-{r}"
+        out_dir.mkdir()
+        dt, _ = timed(subprocess.run, ["tar", "-xf", str(shard), "-C", str(out_dir)], check=True)
+        t_tar = min(t_tar, dt)
+        lake_dir = work / f"lake-import-{r}"
+        shutil.copytree(template, lake_dir)
+        lake_r = open_lake(str(lake_dir))
+        dt, rep = timed(import_videos, lake_r, [shard], model="t2vz")
+        assert rep.imported == n, rep.as_dict()
+        t_imp = min(t_imp, dt)
+        files = sorted(out_dir.iterdir())
+        copy_dir = work / f"copied-{r}"
+        copy_dir.mkdir()
 
-    t_copy, _ = timed(copy_all)
-    exp_dir = work / "exported"
-    t_exp, erep = timed(export_videos, lake, exp_dir, model="t2vz")
-    assert erep.videos == n
-    # spot-check: exported bytes equal the originals
-    for f in random.Random(0).sample(files, min(20, n)):
-        assert (exp_dir / f.name).read_bytes() == f.read_bytes()
+        def copy_all(files: list[Path] = files, copy_dir: Path = copy_dir) -> None:
+            for f in files:
+                shutil.copyfile(f, copy_dir / f.name)
+
+        dt, _ = timed(copy_all)
+        t_copy = min(t_copy, dt)
+        exp_dir = work / f"exported-{r}"
+        dt, erep = timed(export_videos, lake_r, exp_dir, model="t2vz")
+        assert erep.videos == n
+        t_exp = min(t_exp, dt)
+        for f in random.Random(r).sample(files, min(20, n)):  # exported bytes == originals
+            assert (exp_dir / f.name).read_bytes() == f.read_bytes()
+        for d in (out_dir, copy_dir, exp_dir, lake_dir):
+            shutil.rmtree(d)
     return {
         "clips": n, "avg_clip_kb": payload / n / 1024, "shard_mb": size / 2**20,
         "tar_s": t_tar, "import_s": t_imp, "tar_mb_s": size / 2**20 / t_tar,
         "import_mb_s": size / 2**20 / t_imp, "import_ratio": t_tar / t_imp,
         "copy_s": t_copy, "export_s": t_exp, "export_ratio": t_copy / t_exp,
-        "chunks": rep.chunks,
+        "chunks": rep.chunks, "repeats": repeats,
     }
 
 
@@ -203,14 +216,14 @@ def bench_generate(work: Path, n: int) -> dict:
     lake, _ = lake_with_prompts(work / "lake-gen", n)
     spec = replace(PRESETS["modelscope"], checkpoint=str(weights))
     pipe = load_pipeline(spec, device="cpu", dtype="float32")
-    opts = dict(checkpoint=str(weights), frames=16, steps=4, height=64, width=64, batch_size=1,
+    opts = dict(checkpoint=str(weights), frames=16, steps=2, height=32, width=32, batch_size=1,
                 chunk=4, fps=8)
     # warm-up (first-call allocations) on a throwaway lake
     warm, _ = lake_with_prompts(work / "lake-warm", 1)
     generate(warm, "modelscope", pipeline=pipe, limit=1, **opts)
     rep = generate(lake, "modelscope", pipeline=pipe, limit=n, **opts)
     return {
-        "videos": rep.generated, "frames": 16, "size": "64x64", "steps": 4,
+        "videos": rep.generated, "frames": 16, "size": "32x32", "steps": 2,
         "pipeline_s_per_video": rep.pipeline_seconds / rep.generated,
         "overhead_s_per_video": rep.overhead_seconds / rep.generated,
         "overhead_pct": 100 * rep.overhead_seconds / rep.pipeline_seconds,
@@ -226,6 +239,7 @@ def main() -> None:
     ap.add_argument("--read-videos", type=int, default=20_000)
     ap.add_argument("--read-kb", type=int, default=40)
     ap.add_argument("--samples", type=int, default=400)
+    ap.add_argument("--repeats", type=int, default=3, help="runs per side; the best counts")
     ap.add_argument("--gen-videos", type=int, default=8)
     ap.add_argument("--workdir", default="/tmp/video-bench")
     ap.add_argument("--skip-import", action="store_true")
@@ -241,10 +255,11 @@ def main() -> None:
     res: dict[str, dict] = {}
     try:
         if not args.skip_import:
-            res["import"] = bench_import_export(work, args.clips, args.clip_kb, args.distinct)
+            res["import"] = bench_import_export(work, args.clips, args.clip_kb, args.distinct,
+                                                args.repeats)
             print(res["import"], flush=True)
-            for sub in ("extracted", "copied", "exported", "lake-import"):
-                shutil.rmtree(work / sub, ignore_errors=True)
+            shutil.rmtree(work / "lake-import", ignore_errors=True)
+            (work / "t2vz_videos_1.tar").unlink(missing_ok=True)
         if not args.skip_read:
             res["read"] = bench_reads(work, args.read_videos, args.read_kb,
                                       ("pika", "vc2", "t2vz", "ms"), args.samples)
@@ -277,7 +292,8 @@ def write_md(path: Path, res: dict, args: argparse.Namespace) -> None:
             "## Import of a VidProM-like shard vs `tar -x`",
             "",
             f"{r['clips']:,} clips of {r['avg_clip_kb']:.0f} KB (512x512, 16 frames H.264) in one "
-            f"{r['shard_mb']:.0f} MB tar, page cache warm for both.",
+            f"{r['shard_mb']:.0f} MB tar, page cache warm for both; best of {r['repeats']} "
+            "interleaved runs per side.",
             "",
             "| | seconds | MB/s | vs baseline |",
             "| --- | ---: | ---: | ---: |",

@@ -9,7 +9,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from video_fixtures import lake_with_prompts, make_mp4, write_tar
 
 av = pytest.importorskip("av")
@@ -253,3 +252,23 @@ def test_cli_bad_input_messages(setup, tmp_path):
     assert "junk.tar" in res.output
     res = runner.invoke(main, ["--lake", lake.uri, "video", "zz-not-uuid", "--model", "pika"])
     assert res.exit_code == 1 and "not a uuid or uuid prefix: 'zz-not-uuid'" in res.output
+
+
+def test_cli_video_to_stdout_and_info(setup, tmp_path, clips):
+    from click.testing import CliRunner
+
+    from vidprom_lake.cli import main
+    from vidprom_lake.video import import_videos
+
+    lake, uuids = setup
+    import_videos(lake, _shard(tmp_path, uuids, clips), model="pika")
+    runner = CliRunner()
+    res = runner.invoke(main, ["--lake", lake.uri, "video", uuids[2], "--model", "pika", "-o", "-"])
+    assert res.exit_code == 0
+    assert res.stdout_bytes == clips[2]
+    res = runner.invoke(main, ["--lake", lake.uri, "video", uuids[2], "--model", "pika", "--info",
+                               "--format", "json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)[0]
+    assert info["video_id"] == f"pika-{uuids[2]}" and info["bytes"] == len(clips[2])
+    assert "video" not in info and "thumbnail" not in info

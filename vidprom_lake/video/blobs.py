@@ -150,9 +150,7 @@ def export_videos(
             report.skipped_existing += 1
         else:
             todo.append((rid, name))
-    for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
-        got = ds.read_blobs(VIDEO_BLOB_COLUMN, ids=[r for r, _ in part], preserve_order=True)
+    def write(part: list[tuple[int, str]], got: list[tuple[int, bytes | None]]) -> None:
         for (_, name), (_, data) in zip(part, got, strict=True):
             if data is None:
                 continue
@@ -162,8 +160,22 @@ def export_videos(
             report.videos += 1
             report.bytes += len(data)
             report.files.append(str(path))
-        if progress:
-            progress(min(start + chunk, len(todo)), len(todo))
+
+    # Read chunk i+1 from Lance while a writer thread writes chunk i (both release the GIL).
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="vidlake-export") as ex:
+        pending: Future[None] | None = None
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            got = ds.read_blobs(VIDEO_BLOB_COLUMN, ids=[r for r, _ in part], preserve_order=True)
+            if pending is not None:
+                pending.result()
+            pending = ex.submit(write, part, got)
+            if progress:
+                progress(min(start + chunk, len(todo)), len(todo))
+        if pending is not None:
+            pending.result()
     report.seconds = time.perf_counter() - t0
     return report
 
