@@ -183,9 +183,14 @@ def _export_parquet(lake: Lake, tmp: Path, where: str | None, limit: int | None,
     con = lake.sql()
     try:
         if vectors:
-            # vector columns are not in the prompts view; read them from the base relation
-            cols = [f.name for f in lake.dataset("prompts").schema]
-            view = "prompts_raw"
+            # vector columns are not in the prompts view; read them from the base relation, as
+            # variable-length lists (DuckDB writes NULL fixed-size arrays that Arrow misreads)
+            fields = list(lake.dataset("prompts").schema)
+            cols = [f.name for f in fields]
+            casts = {f.name: "FLOAT[]" for f in fields if is_vector_field(f)}
+            view = "(SELECT * REPLACE (" + ", ".join(
+                f"{_q(c)}::{t} AS {_q(c)}" for c, t in casts.items()) + ") FROM prompts_raw)" \
+                if casts else "prompts_raw"
         else:
             cols = [f.name for f in lake.dataset("prompts").schema if not is_vector_field(f)]
             view = "prompts"
@@ -314,25 +319,26 @@ def _export_hf(lake: Lake, tmp: Path, where: str | None, limit: int | None,
     sql = _select_sql("prompts", cols, where, limit)
     reader = _run(con, sql, where).to_arrow_reader(50_000)
     schema = reader.schema
-    count = [0]
-
-    def gen() -> Iterator[dict[str, Any]]:
-        for rb in reader:
-            yield from rb.to_pylist()
-            count[0] += rb.num_rows
-            if progress:
-                progress(count[0], limit)
-
-    cache = tmp.with_name(tmp.name + "-cache")
+    cache = tmp.with_name(tmp.name + "-cache.arrow")
     try:
+        # Stream the rows into one Arrow stream file (the format datasets memory-maps), then
+        # let datasets lay out its folder; memory stays at one record batch.
         features = datasets.Features.from_arrow_schema(schema)
-        ds = datasets.Dataset.from_generator(gen, features=features, cache_dir=str(cache),
-                                             keep_in_memory=False)
+        n = 0
+        with pa.OSFile(str(cache), "wb") as sink, \
+                pa.ipc.new_stream(sink, features.arrow_schema) as w:
+            for rb in reader:
+                w.write_batch(rb.cast(features.arrow_schema) if rb.schema != features.arrow_schema else rb)
+                n += rb.num_rows
+                if progress:
+                    progress(n, limit)
+        ds = datasets.Dataset.from_file(str(cache), in_memory=False)
         ds.save_to_disk(str(tmp))
         return len(ds)
     finally:
         con.close()
-        shutil.rmtree(cache, ignore_errors=True)
+        if cache.exists():
+            cache.unlink()
 
 
 def export(

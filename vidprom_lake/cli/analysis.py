@@ -62,7 +62,8 @@ def report(ctx: click.Context, output: str, force: bool, column: str | None, sam
 @click.option("--shard-size", default=1000, show_default=True, help="Samples per webdataset shard.")
 @click.option("--vectors", is_flag=True, help="parquet: include the vector columns.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
-@format_option()
+@click.option("--report", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="How to print the export summary.")
 @click.pass_context
 def export(ctx: click.Context, export_fmt: str, output: str, where: str | None, limit: int | None,
            shard_size: int, vectors: bool, force: bool, fmt: str) -> None:
