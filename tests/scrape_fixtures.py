@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -122,11 +123,14 @@ class App:
     """The server: routes by file name, request counts and times per name."""
 
     def __init__(self, routes: dict[str, Route] | None = None, *, latency: float = 0.0,
-                 directory: str | None = None, ctype: str = "video/mp4"):
+                 directory: str | None = None, ctype: str = "video/mp4", cycle: bool = False):
         self.routes = dict(routes or {})
         self.latency = latency
         self.directory = directory
         self.ctype = ctype
+        # cycle: a name ending in -N.mp4 is the (N mod K)-th file of `directory`, from memory
+        self.cycle = ([Route(Path(directory, f).read_bytes(), ctype=ctype)
+                       for f in sorted(os.listdir(directory))] if cycle and directory else [])
         self.hits: Counter[str] = Counter()
         self.times: dict[str, list[float]] = defaultdict(list)
         self.lock = threading.Lock()
@@ -141,6 +145,10 @@ class App:
 
     def route(self, name: str) -> Route | None:
         r = self.routes.get(name)
+        if r is None and self.cycle:
+            m = re.search(r"-(\d+)\.mp4$", name)
+            if m:
+                return self.cycle[int(m.group(1)) % len(self.cycle)]
         if r is None and self.directory and "/" not in name and name not in ("", ".", ".."):
             p = os.path.join(self.directory, name)
             if os.path.isfile(p):
@@ -192,8 +200,10 @@ def main() -> None:
     ap.add_argument("--dir", required=True)
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--port-file", required=True)
+    ap.add_argument("--cycle", action="store_true",
+                    help="serve NAME-N.mp4 as the (N mod K)-th of the folder's K files")
     a = ap.parse_args()
-    app = App(directory=a.dir, latency=a.latency).start()
+    app = App(directory=a.dir, latency=a.latency, cycle=a.cycle).start()
     assert app.httpd is not None
     tmp = a.port_file + ".tmp"
     Path(tmp).write_text(str(app.httpd.server_address[1]))

@@ -61,7 +61,7 @@ def _progress() -> Iterator[Any]:
               help="Retries of a transient failure (429, 5xx, timeouts, dropped connections).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Seconds to wait for a connection or for data.")
-@click.option("--chunk", type=click.IntRange(min=1), default=128, show_default=True,
+@click.option("--chunk", type=click.IntRange(min=1), default=256, show_default=True,
               help="Videos per committed chunk (a crash loses at most one).")
 @click.option("--verify", type=click.Choice(["first-frame", "full"]), default="first-frame",
               show_default=True, help="Decode the first frame (all packets demuxed) or every frame.")

@@ -14,7 +14,7 @@ Where the URLs come from:
   the videos of prompts that were already in the lake (from VidProM's CSV, with the same uuid5)
   are found too.
 
-Downloads run in a thread pool (one pooled `httpx.Client`) under a shared rate limit; transient
+Downloads run in a thread pool (keep-alive `http.client` connections per thread) under a shared rate limit; transient
 failures (429 honouring Retry-After, 5xx, dropped connections, timeouts, bodies cut short) are
 retried with exponential backoff; final failures (403/404/410, wrong content type, oversized,
 undecodable, ...) are reported per prompt in the report and the batch log, never stored.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import http.client
 import json
 import os
 import queue
@@ -47,14 +48,13 @@ from ..schema import VIDEOS_SCHEMA
 from .importer import MODEL_RE, ROWS_PER_BATCH, VIDEO_EXTS
 
 if TYPE_CHECKING:
-    import httpx
-
     from ..lake import Lake
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 MAX_REDIRECTS = 5
 #: Content types accepted as a video body (the probe decides whether it really is one).
 VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream", "application/mp4")
+HEADERS = {"Accept-Encoding": "identity", "User-Agent": "vidlake-scrape-videos"}
 #: HTTP statuses retried with backoff (besides every 5xx).
 RETRY_STATUSES = (408, 425, 429)
 #: An HTML export shows sizes rounded ("598 KB"); its sizes are estimates within this ratio.
@@ -342,14 +342,25 @@ class _Final(Exception):
         self.reason, self.detail, self.status = reason, detail, status
 
 
+class _Conns(threading.local):
+    """Each download thread's keep-alive connections, by (scheme, host, port)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+
+
 @dataclass
 class Fetcher:
-    """GET one attachment with redirects checked by hand, retries and the body checks."""
+    """GET one attachment over keep-alive `http.client` connections (one set per thread),
+    redirects checked by hand, retries with backoff, and the body checks.
 
-    client: httpx.Client
+    `http.client` rather than a richer client: it costs about half the CPU per request, and on
+    a small machine the CPU is shared with the probing."""
+
     limiter: RateLimiter
     stop: threading.Event
     max_bytes: int
+    timeout: float = 30.0
     retries: int = 4
     backoff: float = 0.5
     max_backoff: float = 30.0
@@ -357,6 +368,8 @@ class Fetcher:
     retried: int = 0
     downloaded: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    local: _Conns = field(default_factory=_Conns)
+    opened: list[http.client.HTTPConnection] = field(default_factory=list)
 
     def fetch(self, t: Target) -> tuple[bytes | None, Failure | None]:
         attempt = 0
@@ -389,52 +402,98 @@ class Fetcher:
                     self.retried += 1
                 self.stop.wait(delay)
 
-    def _once(self, t: Target) -> bytes:
-        import httpx
+    def close(self) -> None:
+        with self.lock:
+            for c in self.opened:
+                with contextlib.suppress(Exception):
+                    c.close()
+            self.opened.clear()
 
+    def _conn(self, key: tuple[str, str, int]) -> http.client.HTTPConnection:
+        c = self.local.by_key.get(key)
+        if c is None:
+            scheme, host, port = key
+            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            c = cls(host, port, timeout=self.timeout)
+            self.local.by_key[key] = c
+            with self.lock:
+                self.opened.append(c)
+        return c
+
+    def _drop(self, key: tuple[str, str, int]) -> None:
+        c = self.local.by_key.get(key)
+        if c is not None:
+            c.close()  # reopened by the next request on this key
+
+    def _once(self, t: Target) -> bytes:
         url = t.url
         for _hop in range(MAX_REDIRECTS + 1):
-            scheme = urlsplit(url).scheme.lower()
+            p = urlsplit(url)
+            scheme = p.scheme.lower()
             if scheme not in ("http", "https"):
                 raise _Final("bad-url" if url == t.url else "bad-redirect",
                              f"refused {scheme or 'no'}: scheme (only http and https are fetched)")
-            self.limiter.acquire(self.stop)
-            got_headers = False
             try:
-                with self.client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as r:
+                host, port = p.hostname, p.port
+            except ValueError:
+                host = None
+            if not host:
+                raise _Final("bad-url" if url == t.url else "bad-redirect", "no host in the URL")
+            key = (scheme, host, port or (443 if scheme == "https" else 80))
+            target = (p.path or "/") + (f"?{p.query}" if p.query else "")
+            self.limiter.acquire(self.stop)
+            for fresh in (False, True):
+                conn = self._conn(key)
+                reused = conn.sock is not None
+                got_headers = False
+                try:
+                    conn.request("GET", target, headers=HEADERS)
+                    resp = conn.getresponse()
                     got_headers = True
-                    if r.status_code in (301, 302, 303, 307, 308):
-                        loc = r.headers.get("location")
+                    if resp.status in (301, 302, 303, 307, 308):
+                        loc = resp.getheader("location")
+                        resp.read(64 * 1024)
+                        self._drop(key)
                         if not loc:
-                            raise _Final("bad-redirect", f"HTTP {r.status_code} without Location",
-                                         r.status_code)
+                            raise _Final("bad-redirect", f"HTTP {resp.status} without Location",
+                                         resp.status)
                         url = urljoin(url, loc.strip())
-                        continue
-                    return self._body(r, t)
-            except httpx.TimeoutException as exc:
-                raise _Transient("timeout", f"timed out ({type(exc).__name__})") from None
-            except httpx.TransportError as exc:
-                if got_headers:
-                    raise _Transient("truncated", f"body cut short: {exc}") from None
-                raise _Transient("connection", f"{type(exc).__name__}: {exc}") from None
+                        break
+                    return self._body(resp, t)
+                except (_Final, _Transient):
+                    self._drop(key)
+                    raise
+                except TimeoutError:
+                    self._drop(key)
+                    raise _Transient("timeout", f"no data for {self.timeout:g}s") from None
+                except (http.client.HTTPException, OSError) as exc:
+                    self._drop(key)
+                    if reused and not got_headers and not fresh:
+                        continue  # a keep-alive connection the server had closed: reconnect
+                    if got_headers:
+                        raise _Transient("truncated", f"body cut short: {exc!r}") from None
+                    raise _Transient("connection", f"{type(exc).__name__}: {exc}") from None
+                except BaseException:
+                    self._drop(key)
+                    raise
         raise _Final("too-many-redirects", f"more than {MAX_REDIRECTS} redirects")
 
-    def _body(self, r: httpx.Response, t: Target) -> bytes:
-        code = r.status_code
+    def _body(self, r: http.client.HTTPResponse, t: Target) -> bytes:
+        code = r.status
         if code >= 500 or code in RETRY_STATUSES:
-            wait = retry_after(r.headers.get("retry-after")) if code in (429, 503) else None
+            wait = retry_after(r.getheader("retry-after")) if code in (429, 503) else None
             raise _Transient("rate-limited" if code == 429 else f"http-{code}",
                              f"HTTP {code}", code, wait)
         if code != 200:
             raise _Final(f"http-{code}", f"HTTP {code}"
                          + (" (expired or forbidden link)" if code in (401, 403, 404, 410)
                             else ""), code)
-        ctype = (r.headers.get("content-type") or "").split(";")[0].strip().lower()
+        ctype = (r.getheader("content-type") or "").split(";")[0].strip().lower()
         if ctype and not ctype.startswith(VIDEO_TYPES):
             raise _Final("wrong-content-type", f"content type {ctype} is not a video", code)
         declared: int | None = None
-        cl = r.headers.get("content-length")
-        if cl is not None:
+        cl = r.getheader("content-length")
+        if cl is not None and not r.chunked:
             try:
                 declared = int(cl)
             except ValueError:
@@ -442,20 +501,28 @@ class Fetcher:
             if declared > self.max_bytes:
                 raise _Final("oversized", f"Content-Length {declared:,} > max {self.max_bytes:,}",
                              code)
-        buf = bytearray()
-        for chunk in r.iter_raw(1 << 16):
-            buf += chunk
-            if len(buf) > self.max_bytes:
-                raise _Final("oversized", f"body exceeds max {self.max_bytes:,} bytes", code)
+        if declared is not None:
+            try:
+                data = r.read()  # exactly Content-Length bytes, or IncompleteRead
+            except http.client.IncompleteRead as exc:
+                raise _Transient("truncated", f"{len(exc.partial):,} of {declared:,} bytes "
+                                 "(Content-Length), then the connection closed", code) from None
+        else:
+            buf = bytearray()
+            while chunk := r.read(1 << 16):
+                buf += chunk
+                if len(buf) > self.max_bytes:
+                    raise _Final("oversized", f"body exceeds max {self.max_bytes:,} bytes", code)
+            data = bytes(buf)
         with self.lock:
-            self.downloaded += len(buf)
-        if declared is not None and len(buf) != declared:
-            raise _Transient("truncated", f"{len(buf):,} of {declared:,} bytes (Content-Length)",
+            self.downloaded += len(data)
+        if declared is not None and len(data) != declared:
+            raise _Transient("truncated", f"{len(data):,} of {declared:,} bytes (Content-Length)",
                              code)
-        if t.exact_size and t.size is not None and len(buf) != t.size:
-            raise _Final("size-mismatch", f"{len(buf):,} bytes, the export says {t.size:,}",
+        if t.exact_size and t.size is not None and len(data) != t.size:
+            raise _Final("size-mismatch", f"{len(data):,} bytes, the export says {t.size:,}",
                          code)
-        return bytes(buf)
+        return data
 
 
 def _safe_name(t: Target, model: str) -> str:
@@ -464,16 +531,32 @@ def _safe_name(t: Target, model: str) -> str:
     return f"{model}-{t.uuid}{ext if ext in VIDEO_EXTS else '.mp4'}"
 
 
+#: Clips downloaded but not yet stored, at most (and at most this many bytes, by declared size):
+#: enough to keep every download slot busy while a chunk commits.
+WINDOW_CLIPS = 64
+WINDOW_BYTES = 256 * 1024 * 1024
+UNKNOWN_SIZE = 1024 * 1024  # the window's guess for a clip whose size the export omits
+
+
 def _pipeline(targets: list[Target], fetcher: Fetcher, model: str, *, concurrency: int,
               probe_workers: int, verify: str, thumbnails: bool
               ) -> Iterator[tuple[Target, bytes | None, Any, bytes | None]]:
     """Download with `concurrency` threads and probe with `probe_workers` threads; yield
-    (target, bytes, Probe | ProbeError | Failure, thumbnail) in completion order. At most a
-    window of finished-but-unconsumed clips is held in memory."""
+    (target, bytes, Probe | ProbeError | Failure, thumbnail) in completion order.
+
+    A feeder thread keeps the download slots busy, independently of the consumer (which
+    stalls while a chunk commits), up to a window of clips in flight or waiting to be stored
+    (`WINDOW_CLIPS`, `WINDOW_BYTES`), so memory stays bounded."""
     from .importer import probe_clip
 
     q: queue.SimpleQueue[Any] = queue.SimpleQueue()
     stop = fetcher.stop
+    cond = threading.Condition()
+    inflight = [0, 0]  # clips, estimated bytes
+    window = max(WINDOW_CLIPS, 2 * (concurrency + probe_workers))
+
+    def est(t: Target) -> int:
+        return min(t.size or UNKNOWN_SIZE, fetcher.max_bytes)
 
     def probe(t: Target, data: bytes) -> None:
         try:
@@ -493,29 +576,41 @@ def _pipeline(targets: list[Target], fetcher: Fetcher, model: str, *, concurrenc
         except BaseException as exc:
             q.put(exc)
 
-    window = 2 * concurrency + 2 * probe_workers
+    def feed() -> None:
+        try:
+            for t in targets:
+                size = est(t)
+                with cond:
+                    while not stop.is_set() and inflight[0] and (
+                            inflight[0] >= window or inflight[1] + size > WINDOW_BYTES):
+                        cond.wait(0.5)
+                    if stop.is_set():
+                        return
+                    inflight[0] += 1
+                    inflight[1] += size
+                downloads.submit(download, t)
+        except BaseException as exc:
+            q.put(exc)
+
     downloads = ThreadPoolExecutor(concurrency, thread_name_prefix="vidlake-fetch")
     probes = ThreadPoolExecutor(probe_workers, thread_name_prefix="vidlake-probe")
-    it = iter(targets)
-    inflight = 0
+    feeder = threading.Thread(target=feed, name="vidlake-feed", daemon=True)
+    feeder.start()
     try:
-        for t in it:
-            downloads.submit(download, t)
-            inflight += 1
-            if inflight >= window:
-                break
-        while inflight:
+        for _ in range(len(targets)):
             item = q.get()
-            inflight -= 1
             if isinstance(item, BaseException):
                 raise item
-            nxt = next(it, None)
-            if nxt is not None:
-                downloads.submit(download, nxt)
-                inflight += 1
+            with cond:
+                inflight[0] -= 1
+                inflight[1] -= est(item[0])
+                cond.notify()
             yield item
     finally:
         stop.set()
+        with cond:
+            cond.notify_all()
+        feeder.join()
         downloads.shutdown(wait=True, cancel_futures=True)
         probes.shutdown(wait=True, cancel_futures=True)
 
@@ -534,7 +629,7 @@ def scrape_videos(
     backoff: float = 0.5,
     timeout: float = 30.0,
     max_retry_after: float = 300.0,
-    chunk: int = 128,
+    chunk: int = 256,
     verify: str = "first-frame",
     thumbnails: bool = True,
     plan: bool = False,
@@ -650,20 +745,12 @@ def _run(b: Any, todo: list[Target], report: ScrapeReport, *, model: str, concur
          max_retry_after: float, chunk: int, verify: str, thumbnails: bool,
          probe_workers: int | None, progress: Callable[[int, int, int], None] | None,
          t0: float) -> None:
-    import httpx
-
     from .importer import rows_to_batch, video_row
     from .probe import ProbeError
 
     stop = threading.Event()
-    client = httpx.Client(
-        follow_redirects=False,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-        limits=httpx.Limits(max_connections=concurrency,
-                            max_keepalive_connections=concurrency),
-        headers={"User-Agent": f"vidlake/{_version()} (+scrape-videos)"})
-    fetcher = Fetcher(client, RateLimiter(rps), stop, maxb, retries=retries, backoff=backoff,
-                      max_retry_after=max_retry_after)
+    fetcher = Fetcher(RateLimiter(rps), stop, maxb, timeout=timeout, retries=retries,
+                      backoff=backoff, max_retry_after=max_retry_after)
     workers = probe_workers or max(1, min(4, os.cpu_count() or 1))
     results = _pipeline(todo, fetcher, model, concurrency=concurrency, probe_workers=workers,
                         verify=verify, thumbnails=thumbnails)
@@ -721,26 +808,18 @@ def _run(b: Any, todo: list[Target], report: ScrapeReport, *, model: str, concur
                 report.chunks += 1
     finally:
         results.close()
-        client.close()
+        fetcher.close()
         report.retries = fetcher.retried
         report.bytes_downloaded = fetcher.downloaded
         report.seconds = time.perf_counter() - t0
 
 
-def _version() -> str:
-    with contextlib.suppress(Exception):
-        from .. import __version__
-
-        return __version__
-    return "0"
-
-
 def _provenance() -> dict[str, Any]:
-    import httpx
+    import platform
 
     from .importer import provenance
 
-    return {**provenance(), "httpx": httpx.__version__}
+    return {**provenance(), "http": f"http.client (Python {platform.python_version()})"}
 
 
 __all__ = ["Failure", "RateLimiter", "ScrapeReport", "Target", "parse_rate", "parse_size",
