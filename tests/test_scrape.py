@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def world(tmp_path: Path, clips):
         "ok0.mp4": Route(clips[0]),
         "ok1.mp4": Route(clips[1]),
         "ok2.mp4": Route(clips[2], ctype="application/octet-stream"),
-        "slow.mp4": Route(clips[3], fail_first=1, fail="slow", slow_s=1.5),
+        "slow.mp4": Route(clips[3], fail_first=1, fail="slow", slow_s=2.5),
         "drop.mp4": Route(clips[4], fail_first=2, fail="drop"),
         "busy429.mp4": Route(clips[5], fail_first=1, fail="429", retry_after="1"),
         "busy503.mp4": Route(clips[0], fail_first=1, fail="503"),
@@ -92,7 +91,7 @@ def world(tmp_path: Path, clips):
     app.stop()
 
 
-OPTS = {"concurrency": 4, "retries": 2, "backoff": 0.05, "timeout": 0.6, "max_bytes": MAX}
+OPTS = {"concurrency": 4, "retries": 2, "backoff": 0.05, "timeout": 1.0, "max_bytes": MAX}
 GOOD = ["ok0.mp4", "ok1.mp4", "ok2.mp4", "slow.mp4", "drop.mp4", "busy429.mp4",
         "busy503.mp4", "cut_once.mp4", "moved.mp4", "../../../../tmp/vidlake-evil/../evil.mp4"]
 BAD = {"forbidden.mp4": "http-403", "missing.mp4": "http-404", "gone.mp4": "http-410",
@@ -235,7 +234,7 @@ def test_cli(world, tmp_path):
     assert res.exit_code == 0, res.output
     plan = json.loads(res.stdout)[0]
     assert plan["plan"] is True and plan["prompts_with_video"] == len(GOOD) + len(BAD)
-    res = runner.invoke(main, [*base, "--concurrency", "4", "--retries", "2", "--timeout", "0.6",
+    res = runner.invoke(main, [*base, "--concurrency", "4", "--retries", "2", "--timeout", "1.0",
                                "--max-bytes", "60000", "--format", "json", "--limit", "3"])
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)[0]
@@ -261,3 +260,39 @@ def test_options_parse():
     assert 0 <= retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
     assert retry_after("soon") is None
     assert strip_query("https://cdn.x/a/b.mp4?ex=1&hm=abc#f") == "https://cdn.x/a/b.mp4"
+
+
+def test_interrupted_run_keeps_its_chunks_and_a_rerun_completes(tmp_path, clips):
+    import threading
+
+    from vidprom_lake import create_lake
+    from vidprom_lake.video.scrape import scrape_videos
+
+    names = [f"k{i}.mp4" for i in range(10)]
+    with App({n: Route(clips[i % 6]) for i, n in enumerate(names)}) as app:
+        text = point_at(json_export(_msgs([(n, len(clips[i % 6]))
+                                           for i, n in enumerate(names)])), app)
+        export = write(tmp_path / "g.json", text)
+        lake = create_lake(tmp_path / "lake")
+
+        class Stop(Exception):
+            pass
+
+        def boom(done: int, total: int, nbytes: int) -> None:
+            assert total == 10 and nbytes > 0
+            if done == 7:
+                raise Stop
+
+        with pytest.raises(Stop):
+            scrape_videos(lake, [export], chunk=3, concurrency=2, progress=boom)
+        last = lake.log()[-1]
+        assert last.kind == "scrape" and last.status == "failed"
+        assert lake.count("videos") == 6  # two committed chunks of 3 survive
+        assert not [t for t in threading.enumerate() if t.name.startswith("vidlake-")]
+        stored = {r["video_id"] for r in lake.query("select video_id from videos").to_pylist()}
+        hits = sum(app.hits.values())
+        r = scrape_videos(lake, [export], chunk=3)
+        assert r.already_in_lake == 6 and r.imported == 4 and not r.failures
+        assert sum(app.hits.values()) - hits == 4  # only the missing ones were fetched
+        assert not stored & set(r.imported_ids)
+        assert lake.count("videos") == 10

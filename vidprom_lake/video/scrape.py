@@ -35,7 +35,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -276,7 +276,7 @@ def targets_from_exports(paths: list[str], ingest_options: dict[str, Any]
     sink = _Sink()
     for p in paths:
         rep = DiscordReport(path=p, format="discord")
-        collect = Collector(cfg, rep, sink)  # type: ignore[arg-type]  (a Spill-shaped sink)
+        collect = Collector(cfg, rep, sink)  # type: ignore[arg-type]  # a Spill-shaped sink
         if Path(p).is_dir():
             detect_folder(p)  # every export-looking file must be an export
             from ..ingest.discord import folder_files
@@ -540,7 +540,7 @@ UNKNOWN_SIZE = 1024 * 1024  # the window's guess for a clip whose size the expor
 
 def _pipeline(targets: list[Target], fetcher: Fetcher, model: str, *, concurrency: int,
               probe_workers: int, verify: str, thumbnails: bool
-              ) -> Iterator[tuple[Target, bytes | None, Any, bytes | None]]:
+              ) -> Generator[tuple[Target, bytes | None, Any, bytes | None], None, None]:
     """Download with `concurrency` threads and probe with `probe_workers` threads; yield
     (target, bytes, Probe | ProbeError | Failure, thumbnail) in completion order.
 
@@ -569,7 +569,7 @@ def _pipeline(targets: list[Target], fetcher: Fetcher, model: str, *, concurrenc
     def download(t: Target) -> None:
         try:
             data, fail = fetcher.fetch(t)
-            if fail is not None:
+            if fail is not None or data is None:
                 q.put((t, None, fail, None))
             else:
                 probes.submit(probe, t, data)
