@@ -261,17 +261,22 @@ def test_indexes_build_refresh_and_serve_search_and_sql(tmp_path: Path) -> None:
     # the same search from SQL, through the DuckDB lance extension
     vec = ", ".join(f"{v:.8f}" for v in x[42])
     sql = (f"select uuid, _distance from lance_vector_search('{lake.table_uri('prompts')}', "
-           f"'embedding', [{vec}]::FLOAT[{DIM}], k=10) order by _distance")
+           f"'embedding', [{vec}]::FLOAT[{DIM}], k=10, nprobs=32, refine_factor=20) "
+           "order by _distance")
     via_sql = lake.query(sql)
-    assert via_sql.column("uuid")[0].as_py() == uu[42]
-    assert len(set(via_sql.column("uuid").to_pylist()) & set(got.column("uuid").to_pylist())) >= 7
+    assert via_sql.column("uuid").to_pylist() == got.column("uuid").to_pylist()
+    np.testing.assert_allclose(1 - via_sql.column("_distance").to_numpy(),
+                               got.column("similarity").to_numpy(), atol=1e-5)
     # new prompts make the indexes stale: `index` rebuilds them
     lake.ingest(write_csv(tmp_path / "b.csv", 30, seed=5, start=datetime(2024, 3, 5)))
     lake = open_lake(tmp_path / "lake")
     new = [u for u in ordered_uuids(lake) if u not in set(uu)]
     attach(lake, tmp_path, dict(zip(new, planted(30, 4), strict=True)), "h.h5")
     rows = build_indexes(open_lake(tmp_path / "lake"), num_partitions=4, num_sub_vectors=4)
-    assert {r["action"] for r in rows} == {"rebuilt"}
+    actions = {r["index"]: r["action"] for r in rows}
+    # ingest may keep the uuid index current itself; the others are stale and rebuilt
+    assert {actions[n] for n in ("embedding_idx", "time_idx", "prompt_idx")} == {"rebuilt"}
+    assert actions["uuid_idx"] in ("rebuilt", "up to date")
     after = list_indexes(open_lake(tmp_path / "lake"))
     assert len(after) == 4 and {r["rows_indexed"] for r in after} == {630}
 
