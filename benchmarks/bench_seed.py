@@ -39,7 +39,7 @@ WORDS = ("a the man woman dog cat car city street forest river mountain sky sun 
          "table window door kitchen hands face smiles looks moves towards background foreground "
          "video frame close-up wide shot aerial view night day morning evening soft warm cold "
          "colorful vibrant calm busy quiet distant near holding wearing shirt dress hat glasses "
-         "and of in on with while as it its into through under over").split()
+         "and of in on with while as it its into through under over").split()  # noqa: SIM905
 HEADER = ["video", "caption", "aesthetic score", "motion score", "temporal consistency score",
           "camera motion", "frame", "fps", "seconds"]
 CAMERA = ["static", "pan_left", "pan_right", "zoom_in", "zoom_out", "tilt_up", "Undetermined"]

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..schema import NSFW_LABELS, PROMPTS_SCHEMA
-from .clean import ENTITY_RE, clean_select, finish_clean, sha1_sql, uuid5_sql
+from .clean import ENTITY_RE, clean_expr, clean_select, finish_clean, sha1_sql, uuid5_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -130,6 +130,7 @@ class SourceQuery:
     # counted or flagged as a uuid mismatch. A query may also select ``bad_reason`` (VARCHAR,
     # NULL when the row is fine): a non-NULL value rejects the row with that reason.
     id_from_source: bool = False
+    pika_flags: bool = True  # False: no Pika flag tail is cut or parsed (flags stay NULL)
 
 
 def hash_in_background(path: str | Path) -> Any:
@@ -160,6 +161,8 @@ def _full_sql(q: SourceQuery) -> str:
         f"SELECT * EXCLUDE (_h), coalesce(uuid_given, {uuid5_sql('_h')}) AS _key, "
         f"{uuid5_sql('_h')} AS uuid5 FROM ({inner}) AS h"
     )
+    if q.id_from_source:  # the key is the source's id: no SHA-1 of every (long) caption
+        keyed = f"SELECT *, uuid_given AS _key, uuid_given AS uuid5 FROM ({q.sql}) AS src"
     if q.aggregate:
         nsfw = ", ".join(f"arg_min({lab}, _ord) AS {lab}" for lab in NSFW_LABELS)
         keyed = (
@@ -175,7 +178,18 @@ def _full_sql(q: SourceQuery) -> str:
         )
     # 64-bit hashes of the key and the text let the dedup below run on integers in numpy.
     hashed = f"SELECT *, hash(_key) AS _hkey, hash(prompt) AS _hprompt FROM ({keyed}) AS k"
+    if not q.pika_flags:  # captions carry no Pika option tail: clean the whole text
+        return (f"SELECT *, {clean_expr('prompt', gate='prompt')} AS prompt_clean, "
+                f"{_null_flags_sql()} AS flags FROM ({hashed}) AS _s")
     return clean_select(hashed)
+
+
+def _null_flags_sql() -> str:
+    from ..schema import FLAGS_TYPE
+
+    names = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.float32(): "FLOAT",
+             pa.int64(): "BIGINT"}
+    return "NULL::STRUCT(" + ", ".join(f"{f.name} {names[f.type]}" for f in FLAGS_TYPE) + ")"
 
 
 def _validate(

@@ -179,7 +179,7 @@ def _find(cols: list[str], *names: str) -> str | None:
 
 def _query(con: Any, sql: str, source: str, path: str, hint: Any = None) -> SourceQuery:
     return SourceQuery(con, sql, source, total_bytes=Path(path).stat().st_size, error_hint=hint,
-                       id_from_source=True)
+                       id_from_source=True, pika_flags=False)
 
 
 # ------------------------------------------------------------------------------- OpenVid-1M
