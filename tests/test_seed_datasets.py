@@ -173,8 +173,9 @@ def _clips(names: list[str]) -> dict[str, bytes]:
 def test_import_openvid_zip_and_split_zip(seeded, tmp_path):
     lake, _, _ = seeded
     names = [r[0] for r in OPENVID_ROWS]
+    clip0 = make_mp4(n=4, w=32, h=32, seed=1)
     z0 = write_zip(tmp_path / "OpenVid_part0.zip",
-                   {f"OpenVid_part0/{names[0]}": make_mp4(n=4, w=32, h=32, seed=1),
+                   {f"OpenVid_part0/{names[0]}": clip0,
                     "OpenVid_part0/not-in-csv_1_0to9.mp4": make_mp4(n=4, w=32, h=32, seed=2),
                     "README.txt": b"hello"})
     big = write_zip(tmp_path / "OpenVid_part73.zip", _clips(names[1:3]))
@@ -195,10 +196,12 @@ def test_import_openvid_zip_and_split_zip(seeded, tmp_path):
     assert [g["source_id"] for g in got] == sorted(names[:3])
     assert all(g["model"] == "openvid" and g["num_frames"] == 4 for g in got)
     assert got[0]["video_id"] == f"openvid-{_u('openvid', got[0]['source_id'])}"
-    # bytes round-trip
-    from vidprom_lake.video.blobs import find_video
+    # bytes round-trip, and export by source through the gallery of the videos
+    from vidprom_lake.video import export_videos, read_video
 
-    assert find_video is not None
+    assert read_video(lake, _u("openvid", names[0]), "openvid") == clip0
+    exp = export_videos(lake, tmp_path / "out", model="openvid")
+    assert len(list((tmp_path / "out").rglob("*.mp4"))) == 3, exp
     # re-import: nothing new
     rep2 = import_videos(lake, [z0, *pieces], source="openvid")
     assert rep2.imported == 0 and rep2.already_in_lake == 3
@@ -309,3 +312,26 @@ def test_embed_dedup_overlap_export_on_seed_rows(seeded, vidprom_csv, tmp_path):
     assert df.height == len(MIRA_ROWS)
     df.write_parquet(tmp_path / "m.parquet")
     assert pl.read_parquet(tmp_path / "m.parquet").height == len(MIRA_ROWS)
+
+
+def test_cli_ingest_query_and_compare_sources(tmp_path):
+    from vidprom_lake.cli.seed import compare_sources as cmd
+
+    lake_dir = str(tmp_path / "lake")
+    r = CliRunner()
+    assert r.invoke(main, ["--lake", lake_dir, "init"]).exit_code == 0
+    res = r.invoke(main, ["--lake", lake_dir, "ingest", str(write_mira(tmp_path / "m.csv")),
+                          "--format", "miradata"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(main, ["--lake", lake_dir, "query",
+                          "select source, count(*) as n from prompts group by source",
+                          "--format", "json"])
+    assert res.exit_code == 0 and json.loads(res.output) == [{"source": "miradata", "n": 2}]
+    res = r.invoke(cmd, ["--format", "json"], obj={"lake_uri": lake_dir})
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.output)
+    assert row["source"] == "miradata" and row["prompts"] == 2
+    assert row["near_other_source_share"] is None  # no vectors yet
+    res = r.invoke(main, ["--lake", lake_dir, "ingest", str(tmp_path / "m.csv"), "--format",
+                          "nope"])
+    assert res.exit_code != 0 and "miradata" in res.output
