@@ -208,7 +208,8 @@ def test_limit_rate_and_lake_mode(tmp_path, clips):
     from vidprom_lake.video.scrape import scrape_videos
 
     names = [f"c{i}.mp4" for i in range(6)]
-    with App({n: Route(clips[i]) for i, n in enumerate(names)}) as app:
+    # slow answers (0.2 s each, within the timeout) just take longer
+    with App({n: Route(clips[i]) for i, n in enumerate(names)}, latency=0.2) as app:
         text = point_at(html_export(_msgs([(n, len(clips[i])) for i, n in enumerate(names)])),
                         app)
         lake = create_lake(tmp_path / "lake")
@@ -220,6 +221,9 @@ def test_limit_rate_and_lake_mode(tmp_path, clips):
         assert starts[-1] - starts[0] >= 0.55  # 4 starts at 5/s: >= 0.6 s apart (less jitter)
         r2 = scrape_videos(lake, model="vc2", concurrency=2)  # another model: its own videos
         assert r2.imported == 6 and lake.count("videos") == 10
+        n_log = len(lake.log())
+        r3 = scrape_videos(lake, model="vc2")  # nothing left to do: no batch
+        assert r3.batch_id is None and r3.already_in_lake == 6 and len(lake.log()) == n_log
 
 
 def test_cli(world, tmp_path):

@@ -97,7 +97,8 @@ def scrape_videos(ctx: click.Context, paths: tuple[str, ...], model: str, limit:
                      thumbnails=not no_thumbnails, plan=plan, ingest_options=iopts,
                      progress=None if plan else tick)
     d = report.as_dict()
-    title = "scrape-videos plan" if plan else f"scrape-videos {report.batch_id}"
+    title = ("scrape-videos plan" if plan else
+             f"scrape-videos {report.batch_id or '(nothing to do)'}")
     if fmt == "table":
         emit(dict_rows(d), "table", title=title)
         for f in report.failures[:show_failed]:

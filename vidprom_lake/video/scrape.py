@@ -709,7 +709,7 @@ def scrape_videos(
     report.to_fetch = len(todo)
     report.bytes_to_fetch = sum(t.size or 0 for t in todo)
     report.unknown_sizes = sum(t.size is None for t in todo)
-    if plan:
+    if plan or not (todo or report.failures):  # nothing to fetch or to report: no batch
         report.seconds = time.perf_counter() - t0
         return report
 
