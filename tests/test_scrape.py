@@ -67,6 +67,7 @@ def world(tmp_path: Path, clips):
         "to_ftp.mp4": Route(location="ftp://127.0.0.1/x.mp4"),
         "loop.mp4": Route(location="/attachments/a/b/loop.mp4"),
         "liar.mp4": Route(clips[5]),  # the export says another size
+        "café été.mp4": Route(clips[2]),  # sent percent-encoded
         "evil.mp4": Route(clips[0]),
     }
     app = App(r).start()
@@ -93,7 +94,8 @@ def world(tmp_path: Path, clips):
 
 OPTS = {"concurrency": 4, "retries": 2, "backoff": 0.05, "timeout": 1.0, "max_bytes": MAX}
 GOOD = ["ok0.mp4", "ok1.mp4", "ok2.mp4", "slow.mp4", "drop.mp4", "busy429.mp4",
-        "busy503.mp4", "cut_once.mp4", "moved.mp4", "../../../../tmp/vidlake-evil/../evil.mp4"]
+        "busy503.mp4", "cut_once.mp4", "moved.mp4", "café été.mp4",
+        "../../../../tmp/vidlake-evil/../evil.mp4"]
 BAD = {"forbidden.mp4": "http-403", "missing.mp4": "http-404", "gone.mp4": "http-410",
        "page.mp4": "wrong-content-type", "truncated.mp4": "truncated", "huge.mp4": "oversized",
        "huge_chunked.mp4": "oversized", "notvideo.mp4": "not-video", "to_file.mp4": "bad-redirect",

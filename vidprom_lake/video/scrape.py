@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from ..errors import InputError, VidlakeError
 from ..schema import VIDEOS_SCHEMA
@@ -440,7 +440,9 @@ class Fetcher:
             if not host:
                 raise _Final("bad-url" if url == t.url else "bad-redirect", "no host in the URL")
             key = (scheme, host, port or (443 if scheme == "https" else 80))
-            target = (p.path or "/") + (f"?{p.query}" if p.query else "")
+            # Percent-encode what http.client cannot send (spaces, non-ASCII); keep the rest.
+            target = quote((p.path or "/") + (f"?{p.query}" if p.query else ""),
+                           safe="!#$%&'()*+,/:;=?@[]~")
             self.limiter.acquire(self.stop)
             for fresh in (False, True):
                 conn = self._conn(key)
