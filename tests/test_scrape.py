@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,6 +69,10 @@ def world(tmp_path: Path, clips):
         "loop.mp4": Route(location="/attachments/a/b/loop.mp4"),
         "liar.mp4": Route(clips[5]),  # the export says another size
         "café été.mp4": Route(clips[2]),  # sent percent-encoded
+        "wait_long.mp4": Route(clips[0], fail_first=99, fail="429", retry_after="3600"),
+        "down.mp4": Route(clips[0], fail_first=99, fail="503"),
+        "refused.mp4": Route(clips[0]),  # its URL is rewritten to a closed port below
+        "local.mp4": Route(clips[0]),  # its URL is rewritten to file:///etc/passwd below
         "evil.mp4": Route(clips[0]),
     }
     app = App(r).start()
@@ -86,6 +91,8 @@ def world(tmp_path: Path, clips):
                     attachments=[("evil.mp4", len(clips[0]))], interaction=("create", "bob")))
     text = point_at(json_export(msgs), app).replace(
         '"fileName": "evil.mp4"', '"fileName": "../../../../tmp/vidlake-evil/../evil.mp4"')
+    text = re.sub(r'"http://[^"]*/refused\.mp4"', '"http://127.0.0.1:9/refused.mp4"', text)
+    text = re.sub(r'"http://[^"]*/local\.mp4"', '"file:///etc/passwd"', text)
     export = write(tmp_path / "generate-1.json", text)
     lake = create_lake(tmp_path / "lake")
     yield lake, app, export
@@ -100,7 +107,8 @@ BAD = {"forbidden.mp4": "http-403", "missing.mp4": "http-404", "gone.mp4": "http
        "page.mp4": "wrong-content-type", "truncated.mp4": "truncated", "huge.mp4": "oversized",
        "huge_chunked.mp4": "oversized", "notvideo.mp4": "not-video", "to_file.mp4": "bad-redirect",
        "to_ftp.mp4": "bad-redirect", "loop.mp4": "too-many-redirects",
-       "liar.mp4": "size-mismatch"}
+       "liar.mp4": "size-mismatch", "wait_long.mp4": "rate-limited", "down.mp4": "http-503",
+       "refused.mp4": "connection", "local.mp4": "bad-url"}
 
 
 def test_scrape_export_imports_good_videos_and_reports_the_rest(world, tmp_path, clips):
@@ -122,11 +130,13 @@ def test_scrape_export_imports_good_videos_and_reports_the_rest(world, tmp_path,
     assert app.hits["huge.mp4"] == 0  # the export's exact size said too big: never fetched
     assert app.hits["huge_chunked.mp4"] == 0
     assert app.hits["loop.mp4"] == 6  # 1 + MAX_REDIRECTS hops, then given up
+    assert app.hits["wait_long.mp4"] == 1  # Retry-After: 3600 is beyond what we wait
+    assert app.hits["down.mp4"] == 3 and app.hits["local.mp4"] == 0
     t429 = app.times["busy429.mp4"]
     assert t429[1] - t429[0] >= 0.95  # Retry-After: 1 honoured
-    # slow 1, drop 2, 429 1, 503 1, cut once 1, truncated 2; a drop on a reused keep-alive
-    # connection looks like a stale connection and is reopened at once (not counted)
-    assert 1 + 1 + 1 + 1 + 1 + 2 <= r.retries <= 1 + 2 + 1 + 1 + 1 + 2
+    # slow 1, drop 2, 429 1, 503 1, cut once 1, truncated 2, down 2, refused 2; a drop on a
+    # reused keep-alive connection looks stale and is reopened at once (not counted)
+    assert 1 + 1 + 1 + 1 + 1 + 2 + 4 <= r.retries <= 1 + 2 + 1 + 1 + 1 + 2 + 4
     # what landed is byte-identical, probed, and came in chunks of one batch
     assert r.imported == len(GOOD) and r.chunks == 3
     assert read_video(lake, by_file["moved.mp4"], "pika") == clips[4]
