@@ -1,5 +1,5 @@
 -- prompt_lengths / prompt_length_hist: words and characters per prompt (cleaned text) and their histogram (words in 5s, chars in 50s, last bin open).
-CREATE OR REPLACE VIEW prompt_lengths AS
+CREATE OR REPLACE TEMP VIEW prompt_lengths AS
 SELECT
     uuid,
     source,
@@ -8,7 +8,7 @@ SELECT
          ELSE len(regexp_split_to_array(trim(coalesce(prompt_clean, prompt)), '\s+')) END AS words
 FROM prompts;
 
-CREATE OR REPLACE VIEW prompt_length_hist AS
+CREATE OR REPLACE TEMP VIEW prompt_length_hist AS
 WITH binned AS (
     SELECT 'words' AS unit, least(words // 5, 20) * 5 AS bin_lo FROM prompt_lengths
     UNION ALL

@@ -1,5 +1,5 @@
 -- stop_words / prompt_tokens / top_words / top_bigrams: most frequent words and adjacent word pairs, English stop words and 1-letter tokens removed.
-CREATE OR REPLACE VIEW stop_words AS
+CREATE OR REPLACE TEMP VIEW stop_words AS
 SELECT unnest(string_split(
     'a,about,above,after,again,against,all,am,an,and,any,are,as,at,be,because,been,before,being,'
     'below,between,both,but,by,can,could,did,do,does,doing,down,during,each,few,for,from,further,'
@@ -10,11 +10,11 @@ SELECT unnest(string_split(
     'what,when,where,which,while,who,whom,why,will,with,would,you,your,yours,yourself,yourselves,'
     's,t,don,amp,quot,nbsp,gt,lt', ',')) AS word;
 
-CREATE OR REPLACE VIEW prompt_tokens AS
+CREATE OR REPLACE TEMP VIEW prompt_tokens AS
 SELECT uuid, source, regexp_extract_all(lower(coalesce(prompt_clean, prompt)), '[a-z0-9]+(?:''[a-z]+)?') AS tokens
 FROM prompts;
 
-CREATE OR REPLACE VIEW top_words AS
+CREATE OR REPLACE TEMP VIEW top_words AS
 WITH w AS (
     SELECT uuid, unnest(tokens) AS word FROM prompt_tokens
 )
@@ -25,7 +25,7 @@ GROUP BY word
 ORDER BY occurrences DESC, word
 LIMIT 1000;
 
-CREATE OR REPLACE VIEW top_bigrams AS
+CREATE OR REPLACE TEMP VIEW top_bigrams AS
 WITH b AS (
     -- two unnests in one SELECT run side by side: (token i, token i+1)
     SELECT uuid, unnest(tokens[1:-2]) AS w1, unnest(tokens[2:]) AS w2

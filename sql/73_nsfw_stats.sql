@@ -1,5 +1,5 @@
 -- nsfw_hist / nsfw_shares: NSFW score histogram per category (20 bins of 0.05) and the share of scored prompts above 0.2, 0.5 and 0.8.
-CREATE OR REPLACE VIEW nsfw_hist AS
+CREATE OR REPLACE TEMP VIEW nsfw_hist AS
 SELECT
     category,
     least(floor(score * 20), 19)::INTEGER / 20.0 AS bin_lo,
@@ -9,7 +9,7 @@ FROM nsfw
 GROUP BY ALL
 ORDER BY category, bin_lo;
 
-CREATE OR REPLACE VIEW nsfw_shares AS
+CREATE OR REPLACE TEMP VIEW nsfw_shares AS
 SELECT
     category,
     count(*) AS scored,

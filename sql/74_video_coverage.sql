@@ -1,5 +1,5 @@
 -- videos_per_model / prompt_video_counts: videos, prompts covered and sizes per model; prompts by how many videos they have (0 to 4 always listed).
-CREATE OR REPLACE VIEW videos_per_model AS
+CREATE OR REPLACE TEMP VIEW videos_per_model AS
 SELECT
     model,
     count(*) AS videos,
@@ -13,7 +13,7 @@ FROM videos
 GROUP BY model
 ORDER BY model;
 
-CREATE OR REPLACE VIEW prompt_video_counts AS
+CREATE OR REPLACE TEMP VIEW prompt_video_counts AS
 WITH per_prompt AS (
     SELECT p.uuid, count(v.uuid) AS n
     FROM prompts AS p LEFT JOIN (SELECT uuid FROM videos) AS v USING (uuid)

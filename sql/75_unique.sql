@@ -1,5 +1,5 @@
 -- semantic_unique_share: per source and overall, prompts checked by dedup, kept as semantically unique, and their share.
-CREATE OR REPLACE VIEW semantic_unique_share AS
+CREATE OR REPLACE TEMP VIEW semantic_unique_share AS
 SELECT
     coalesce(source, '(all)') AS source,
     count(*) AS prompts,

@@ -1,5 +1,5 @@
 -- source_summary / vidprom_vs_diffusiondb: one row of metrics per source, and VidProM beside DiffusionDB metric by metric (empty unless both are in the lake).
-CREATE OR REPLACE VIEW source_summary AS
+CREATE OR REPLACE TEMP VIEW source_summary AS
 SELECT
     l.source,
     count(*) AS prompts,
@@ -18,7 +18,7 @@ FROM prompt_lengths AS l JOIN prompts AS p USING (uuid)
 GROUP BY l.source
 ORDER BY prompts DESC;
 
-CREATE OR REPLACE VIEW vidprom_vs_diffusiondb AS
+CREATE OR REPLACE TEMP VIEW vidprom_vs_diffusiondb AS
 WITH s AS (
     SELECT * FROM source_summary WHERE source IN ('vidprom', 'diffusiondb')
 ), both_present AS (

@@ -318,10 +318,10 @@ def thumbnails(lake: Lake, n: int = 24, seed: int = 0) -> list[dict[str, str]]:
 # ------------------------------------------------------------------ building the page
 def collect(lake: Lake, *, column: str | None = None, sample: int = 2000, clusters: int = 8,
             thumbs: int = 24, seed: int = 0, title: str = "VidLake report") -> ReportData:
-    from .analysis import stats
+    from .analysis import connect, stats
 
     sections = stats(lake)
-    con = lake.sql()
+    con = connect(lake)
     try:
         def q(sql: str) -> pa.Table:
             return con.execute(sql).to_arrow_table()
