@@ -125,62 +125,69 @@ def init_script(lake: Lake) -> str:
     return "\n".join(lines) + "\n"
 
 
-def connect(lake: Lake, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the lake's base relations and views."""
+def connect(lake: Lake, *, threads: int | None = None,
+            extension: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake's base relations and views.
 
-    if not lake.read_only:
-        head = lake.head()
-        if any(lake._open(t).version != head.get(t) for t in ("prompts", "videos")):
-            # A table is ahead of the log (a writer is mid-commit, or a crash was not healed
-            # yet): read the logged head, as the Python readers do.
-            lake = type(lake)(lake.uri, pinned=head)
+    In Python the base relations are the lake's Lance datasets pinned at its logged head (or
+    at the as-of batch), registered as Arrow datasets: DuckDB pushes projections and filters
+    into them, a reader never sees a version no batch recorded (a writer mid-commit, a crash
+    not yet healed), and a connection costs milliseconds. The lance extension (a 254 MB
+    library whose signature check costs ~0.6 CPU s per process) is loaded only when asked for,
+    or by `run_query` when the SQL calls its functions (`lance_vector_search`, `lance_fts`,
+    ...). Plain DuckDB clients get the same views over the extension from `init_script`.
+    """
     if lake.uri.startswith("s3://"):
         endpoint = os.environ.get("AWS_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or ""
         if endpoint.startswith("http://"):
             # the lance extension reads only AWS_ALLOW_HTTP, not the endpoint's scheme
             os.environ.setdefault("AWS_ALLOW_HTTP", "true")
-    con = _database().cursor()
+    con = _database(extension=extension).cursor()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    if lake.read_only:
-        # Pinned: the extension cannot time-travel, so register the pinned datasets themselves.
-        con.register("__prompts_ds", lake.dataset("prompts"))
-        con.register("__videos_ds", lake.dataset("videos"))
-        con.register("__batches_ds", _batches_until(lake))
-        vcols = ", ".join(
-            _quote_ident(f.name) for f in lake.dataset("videos").schema if f.name != VIDEO_BLOB_COLUMN
-        )
-        con.execute("CREATE OR REPLACE TEMP VIEW prompts_raw AS SELECT * FROM __prompts_ds")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW videos_raw AS SELECT {vcols} FROM __videos_ds")
-        con.execute("CREATE OR REPLACE TEMP VIEW batches_raw AS SELECT * FROM __batches_ds")
-    else:
-        for stmt in base_statements(lake):
-            con.execute(_temp(stmt))
+    con.register("__prompts_ds", lake.dataset("prompts"))
+    con.register("__videos_ds", lake.dataset("videos"))
+    con.register("__batches_ds", _batches_until(lake))
+    vcols = ", ".join(
+        _quote_ident(f.name) for f in lake.dataset("videos").schema if f.name != VIDEO_BLOB_COLUMN
+    )
+    con.execute("CREATE OR REPLACE TEMP VIEW prompts_raw AS SELECT * FROM __prompts_ds")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW videos_raw AS SELECT {vcols} FROM __videos_ds")
+    con.execute("CREATE OR REPLACE TEMP VIEW batches_raw AS SELECT * FROM __batches_ds")
     for stmt in view_statements(lake):
         con.execute(_temp(stmt))
     return con
+
+
+def needs_extension(sql: str) -> bool:
+    """Does the SQL call the lance extension's own functions (or read a .lance path)?"""
+    return bool(re.search(r"\blance_\w+\s*\(|\.lance\b", sql, re.I))
 
 
 _DB: Any = None
 _DB_LOCK = threading.Lock()
 
 
-def _database() -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB per process with the lance extension loaded.
+_DB_LOADED = False
 
-    Loading the extension is the slow part of a connection (a large binary), so it happens
-    once; every `connect` is a cursor on it (its own connection) whose views are TEMP views,
-    private to that cursor, so lakes and pinned versions never see each other's views.
+
+def _database(extension: bool = False) -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB per process (the lance extension loaded into it on first need).
+
+    Every `connect` is a cursor on it (its own connection) whose views are TEMP views, private
+    to that cursor, so lakes and pinned versions never see each other's views.
     """
     import duckdb
 
-    global _DB
+    global _DB, _DB_LOADED
     with _DB_LOCK:
         if _DB is None:
             db = duckdb.connect(":memory:")
             db.execute("SET enable_progress_bar = false")
-            db.execute(f"LOAD {_sql_literal(extension_path('lance'))}")
             _DB = db
+        if extension and not _DB_LOADED:
+            _DB.execute(f"LOAD {_sql_literal(extension_path('lance'))}")
+            _DB_LOADED = True
         return _DB
 
 
@@ -226,7 +233,7 @@ def run_query(
 
     if not write:
         check_read_only(sql)
-    con = connect(lake)
+    con = connect(lake, extension=needs_extension(sql))
     try:
         statements = duckdb.extract_statements(sql)
         result = None
