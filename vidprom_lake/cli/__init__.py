@@ -17,7 +17,7 @@ import click
 from ..errors import VidlakeError
 
 # One module per command family; a family appears once its module exists.
-COMMAND_MODULES = ["core", "enrich", "dedup", "video", "discord", "scrape", "analysis"]
+COMMAND_MODULES = ["core", "enrich", "dedup", "video", "discord", "scrape", "analysis", "serve"]
 
 
 class LakeGroup(click.Group):
