@@ -51,6 +51,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         app = self.server.app
+        with app.lock:
+            app.active += 1
+            app.max_active = max(app.max_active, app.active)
+        try:
+            self._get(app)
+        finally:
+            with app.lock:
+                app.active -= 1
+
+    def _get(self, app: App) -> None:
         name = unquote(urlsplit(self.path).path.rsplit("/", 1)[-1])
         n = app.hit(name)
         if app.latency:
@@ -134,6 +144,8 @@ class App:
         self.hits: Counter[str] = Counter()
         self.times: dict[str, list[float]] = defaultdict(list)
         self.lock = threading.Lock()
+        self.active = 0  # requests being answered now, and the most at once
+        self.max_active = 0
         self.httpd: _Server | None = None
         self.thread: threading.Thread | None = None
 

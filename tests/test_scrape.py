@@ -231,8 +231,10 @@ def test_limit_rate_and_lake_mode(tmp_path, clips):
         assert set(app.hits) == set(names[:4])  # first by prompt time
         starts = sorted(t for ts in app.times.values() for t in ts)
         assert starts[-1] - starts[0] >= 0.55  # 4 starts at 5/s: >= 0.6 s apart (less jitter)
+        app.max_active = 0
         r2 = scrape_videos(lake, model="vc2", concurrency=2)  # another model: its own videos
         assert r2.imported == 6 and lake.count("videos") == 10
+        assert app.max_active == 2  # bounded concurrency (6 answers of 0.2 s overlap)
         n_log = len(lake.log())
         r3 = scrape_videos(lake, model="vc2")  # nothing left to do: no batch
         assert r3.batch_id is None and r3.already_in_lake == 6 and len(lake.log()) == n_log
