@@ -49,6 +49,11 @@ def _uuids(ds: Any) -> np.ndarray:
 
 def _read_rows(ds: Any, idx: np.ndarray) -> np.ndarray:
     """ds[idx] for unsorted unique indices, reading contiguous ranges where it can."""
+    if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and (np.diff(idx) == 1).all():
+        # VidProM's case: the file and the lake share an order, so one straight read
+        out = np.empty((len(idx), ds.shape[1]), dtype=ds.dtype)
+        ds.read_direct(out, np.s_[int(idx[0]): int(idx[-1]) + 1])
+        return out
     order = np.argsort(idx, kind="stable")
     s = idx[order]
     out = np.empty((len(idx), ds.shape[1]), dtype=ds.dtype)
@@ -129,15 +134,17 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
             keys = np.array(batch.column(0).to_numpy(zero_copy_only=False), dtype="U36")
             rows = lookup.find(keys)
             have = rows >= 0
-            vals = np.zeros((len(keys), dim), dtype=dtype)
-            if have.any():
-                got = _read_rows(eds, rows[have])
-                finite = np.isfinite(got).all(axis=1)
-                if not finite.all():
-                    bad = int(rows[have][np.flatnonzero(~finite)[0]])
-                    raise InputError(f"embedding of uuid {_uuid_at(uds, bad)} has NaN or inf values",
-                                     path=path, row=bad)
-                vals[have] = got.astype(dtype, copy=False)
+            got = _read_rows(eds, rows[have]) if have.any() else np.empty((0, dim), dtype)
+            finite = np.isfinite(got).all(axis=1)
+            if not finite.all():
+                bad = int(rows[have][np.flatnonzero(~finite)[0]])
+                raise InputError(f"embedding of uuid {_uuid_at(uds, bad)} has NaN or inf values",
+                                 path=path, row=bad)
+            got = got.astype(dtype, copy=False)
+            if have.all():  # the common case: no scatter, no mask
+                return pa.FixedSizeListArray.from_arrays(pa.array(got.reshape(-1)), dim), len(keys)
+            vals = np.zeros((len(keys), dim), dtype=dtype)  # masked rows: NULL, never zeros
+            vals[have] = got
             flat = pa.array(vals.reshape(-1))
             arr = pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(~have))
             return arr, int(have.sum())
