@@ -346,11 +346,12 @@ def import_videos(
         if mapping:
             raise InputError("pass either --source or --mapping, not both")
         model = model or source
-        mp = source_mapping(lake, source)
+        mp = source_mapping(lake, source, plist)
     report = ImportReport(paths=plist, model=model, source=source)
     if mp:
         report.rejected.extend(mp.rejected)
-    uuids = _UuidSet(lake.uuid_index())
+    # with --source every uuid comes from the lake's rows: no need to load all of them
+    uuids: Any = set(mp.ids.values()) if source is not None else _UuidSet(lake.uuid_index())
     existing = existing_video_ids(lake, [model] if model else None)
     seen: set[str] = set()
     members = iter_members(plist)
