@@ -70,8 +70,8 @@ def connect(lake: Lake) -> Any:
     """
     import duckdb
 
-    from .sql import _batches_until, view_statements
     from .schema import VIDEO_BLOB_COLUMN
+    from .sql import _batches_until, view_statements
 
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")

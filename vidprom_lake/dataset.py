@@ -62,7 +62,7 @@ def shard_of(n: int, worker: int, workers: int, rank: int = 0, world: int = 1) -
     return range(rank * workers + worker, n, workers * world)
 
 
-class LakeVideoDataset(IterableDataset):  # type: ignore[type-arg]
+class LakeVideoDataset(IterableDataset):
     def __init__(self, lake: Lake, *, where: str | None = None, videos: bool = True,
                  num_frames: int = 8, size: tuple[int, int] = (64, 64), shuffle: bool = False,
                  seed: int = 0, rank: int = 0, world_size: int = 1, limit: int | None = None):

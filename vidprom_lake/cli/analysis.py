@@ -20,7 +20,8 @@ def _lake(ctx: click.Context) -> Any:
 @click.pass_context
 def stats(ctx: click.Context, fmt: str) -> None:
     """Counts, coverage per model, NSFW shares, semantic-unique share and recent batches."""
-    from ..analysis import stats as run, stats_long
+    from ..analysis import stats as run
+    from ..analysis import stats_long
 
     sections = run(_lake(ctx))
     if fmt == "table":
