@@ -40,6 +40,7 @@ def test_where_and_prompt_only(known):
         LakeVideoDataset(known, where="nope = 1")
 
 
+@pytest.mark.slow
 def test_dataloader_workers_see_every_row_once(known):
     from vidprom_lake.dataset import LakeVideoDataset, collate
 

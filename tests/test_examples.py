@@ -37,6 +37,7 @@ def test_polars_api(known):
     assert "videos per model" in out and "pika" in out
 
 
+@pytest.mark.slow
 def test_polars_api_on_the_demo_lake():
     out = run("polars_api.py")
     assert "built the demo lake" in out and "jsonl-example" in out
@@ -61,6 +62,7 @@ def test_similarity_search(known):
     assert (q in cat) == (first in cat)
 
 
+@pytest.mark.slow
 def test_train_loop(known):
     out = run("train_loop.py", "--lake", known.uri, "--epochs", "2")
     assert "epoch 0: 7 clips" in out and "epoch 1: 7 clips" in out
