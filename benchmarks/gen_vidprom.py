@@ -28,6 +28,7 @@ and its vectors are unit vectors clustered around 256 centres (real embeddings a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import os
@@ -272,11 +273,12 @@ def write_csv(path: str | Path, n: int = ROWS_FULL, seed: int = 0, jobs: int = 2
     """Write the CSV (and, for each k in `head`, a file of its first k rows). Returns stats."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    heads = {k: open(p, "w", encoding="utf-8", newline="") for k, p in (head or {}).items()}
     stats = {"rows": 0, "physical_lines": 1, "max_chars": 0, "min_chars": 1 << 30,
              "sum_chars": 0, "with_newline": 0, "with_flags": 0, "with_entity": 0}
     header = ",".join(HEADER) + "\n"
-    with open(path, "w", encoding="utf-8", newline="") as fh:
+    with contextlib.ExitStack() as stack, open(path, "w", encoding="utf-8", newline="") as fh:
+        heads = {k: stack.enter_context(open(p, "w", encoding="utf-8", newline=""))
+                 for k, p in (head or {}).items()}
         fh.write(header)
         for h in heads.values():
             h.write(header)
@@ -299,8 +301,6 @@ def write_csv(path: str | Path, n: int = ROWS_FULL, seed: int = 0, jobs: int = 2
                                        or " -gs " in p or " -neg " in p or " -camera " in p
                                        or " -fps " in p or " -seed " in p)
             stats["with_entity"] += sum(1 for p in prompts if "&" in p)
-    for h in heads.values():
-        h.close()
     stats["rows"] = row
     stats["bytes"] = path.stat().st_size
     stats["mean_chars"] = round(stats["sum_chars"] / max(row, 1), 1)
