@@ -76,6 +76,8 @@ def probe_bytes(data: bytes, *, full: bool = False, keep_frame: bool = True,
             raise ProbeError(kind, f"cannot open: {exc}") from None
     try:
         if not container.streams.video:
+            if not container.streams and data[4:8] in MP4_BRANDS:
+                raise ProbeError("corrupt", "an mp4 header but no readable streams (truncated?)")
             raise ProbeError("not-video", "no video stream")
         stream = container.streams.video[0]
         ctx = stream.codec_context
