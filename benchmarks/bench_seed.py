@@ -222,8 +222,8 @@ def write_md(out: Path, a: argparse.Namespace, g_csv: dict, g_zip: dict, res: di
         f"{imp_mbs:.0f} MB/s, {res['import']['imported']} imported | `unzip` to disk: "
         f"{fmt(res['unzip'])}, {unzip_mbs:.0f} MB/s | {share:.0%} | >= 70% | "
         f"{'PASS' if share >= 0.7 else 'FAIL'} |", "",
-        "The lake ingest does more than the baseline: uuid5 per row, cleaned text and Pika-flag "
-        "parse, typed-field validation, dedup against the lake, Lance write and batch log. The "
+        "The lake ingest does more than the baseline: uuid5 of the clip id per row, the cleaned "
+        "text, typed-field validation, dedup against the lake, Lance write and batch log. The "
         "import probes every clip (all packets demuxed, first frame decoded), makes a "
         "thumbnail, matches names to rows and writes Lance blobs; unzip only copies bytes.",
     ]
