@@ -157,8 +157,7 @@ class Gallery:
         if self.fts_index:
             try:
                 t = self.lake.dataset("prompts").to_table(
-                    full_text_query=lq.q, columns=["uuid"], limit=k,
-                    disable_scoring_autoprojection=False)
+                    full_text_query=lq.q, columns=["uuid", "_score"], limit=k)
                 uuids = t.column("uuid").to_pylist()
                 scores = t.column("_score").to_numpy().astype(np.float64)
             except (ValueError, OSError, RuntimeError) as exc:
