@@ -61,7 +61,8 @@ def clean_expr(col: str, gate: str | None = None) -> str:
     s = f"regexp_replace({s}, '<[^<>]{{0,200}}>', ' ', 'g')"
     s = (f"regexp_replace({s}, '(?i)(?:message:\\s*\\d+\\s*attachments?|\\(font:[^)]*\\))', "
          "' ', 'g')")
-    s = f"trim(CASE WHEN regexp_matches({gate or col}, '[&<:]') THEN {s} ELSE {col} END)"
+    needs = "[&<]|(?i)message:|(?i)\\(font:"
+    s = f"trim(CASE WHEN regexp_matches({gate or col}, '{needs}') THEN {s} ELSE {col} END)"
     # only runs of white space, or white space other than a plain space, need replacing
     odd_ws = "(?:\\s\\s|[\\t\\n\\r\\x{a0}\\x{0b}\\x{0c}])\\s*"
     return (f"CASE WHEN regexp_matches({s}, '{odd_ws}') "

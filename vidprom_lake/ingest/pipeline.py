@@ -157,10 +157,8 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
 
 def _full_sql(q: SourceQuery) -> str:
     inner = f"SELECT *, {sha1_sql('prompt')} AS _h FROM ({q.sql}) AS src"
-    keyed = (
-        f"SELECT * EXCLUDE (_h), coalesce(uuid_given, {uuid5_sql('_h')}) AS _key, "
-        f"{uuid5_sql('_h')} AS uuid5 FROM ({inner}) AS h"
-    )
+    inner = f"SELECT * EXCLUDE (_h), {uuid5_sql('_h')} AS uuid5 FROM ({inner}) AS h"
+    keyed = f"SELECT *, coalesce(uuid_given, uuid5) AS _key FROM ({inner}) AS u"
     if q.id_from_source:  # the key is the source's id: no SHA-1 of every (long) caption
         keyed = f"SELECT *, uuid_given AS _key, uuid_given AS uuid5 FROM ({q.sql}) AS src"
     if q.aggregate:

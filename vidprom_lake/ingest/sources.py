@@ -115,14 +115,13 @@ def vidprom_csv(path: str, opts: IngestOptions, report: IngestReport) -> SourceQ
     sql = (
         "SELECT NULL::BIGINT AS _row, prompt, "
         "nullif(trim(lower(uuid)), '') AS uuid_given, "
-        "\"time\" AS time_raw, "
-        f"try_strptime({time_norm}, '{VIDPROM_TIME_FORMAT}') AS time, "
-        f"(\"time\" IS NOT NULL AND trim(\"time\") <> '' AND "
-        f"try_strptime({time_norm}, '{VIDPROM_TIME_FORMAT}') IS NULL) AS time_bad, "
+        "\"time\" AS time_raw, _t AS time, "
+        "(\"time\" IS NOT NULL AND trim(\"time\") <> '' AND _t IS NULL) AS time_bad, "
         "NULL::VARCHAR AS source_id, 1::BIGINT AS occurrences, "
         f"{extra_json_sql(unknown)} AS extra, "
         f"{_nsfw_sql([c for c in header if c in NSFW_LABELS], model='source:vidprom')} "
-        f"FROM {_read_csv_sql(path, header, opts.skip_bad)}"
+        f"FROM (SELECT *, try_strptime({time_norm}, '{VIDPROM_TIME_FORMAT}') AS _t "
+        f"FROM {_read_csv_sql(path, header, opts.skip_bad)}) AS parsed"
     )
     return SourceQuery(con, sql, opts.source or "vidprom", total_bytes=Path(path).stat().st_size,
                        error_hint=_csv_error(path))
