@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 from web_fixtures import (
-    HOSTILE,
     NEAR_DUPS,
     GalleryLake,
     free_port,
