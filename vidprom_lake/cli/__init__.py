@@ -17,7 +17,8 @@ import click
 from ..errors import VidlakeError
 
 # One module per command family; a family appears once its module exists.
-COMMAND_MODULES = ["core", "enrich", "dedup", "video", "discord", "scrape", "analysis", "serve"]
+COMMAND_MODULES = ["core", "enrich", "dedup", "video", "discord", "scrape", "analysis", "serve",
+                   "fetch"]
 
 
 class LakeGroup(click.Group):
