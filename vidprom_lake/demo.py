@@ -52,18 +52,55 @@ def steps(data: Path) -> list[tuple[str, Step]]:
         ("generic JSONL", ingest("prompts.jsonl", prompt_column="text", time_column="created_at",
                                  source="jsonl-example")),
     ]
-    out += _optional_steps()
+    out += [
+        ("local embeddings (all-MiniLM-L6-v2, offline)", _embed),
+        ("semantic dedup (VidProS rule, threshold 0.8)", _dedup),
+        ("example clips (PyAV-encoded, imported like a VidProM shard)", _clips),
+    ]
     return out
 
 
-def _optional_steps() -> list[tuple[str, Step]]:
-    """Later capabilities (embeddings, dedup, videos) join the demo when installed."""
-    extra: list[tuple[str, Step]] = []
-    try:
-        from .demo_steps import optional_steps  # type: ignore[import-not-found]
-    except ImportError:
-        return extra
-    return [*extra, *optional_steps()]
+def _embed(lake: Lake) -> str:
+    from .enrich import embed
+
+    r = embed(lake, "minilm")
+    return f"{r.batch_id}: {r.rows_done:,} prompts embedded ({r.dims}-d) in {r.seconds:.1f} s"
+
+
+def _dedup(lake: Lake) -> str:
+    from .dedup import dedup
+
+    r = dedup(lake, threshold=0.8, exact=True)
+    return f"{r.batch_id}: {r.kept_total:,} semantically unique, {r.duplicates:,} near-duplicates"
+
+
+def _clips(lake: Lake) -> str:
+    """Six short clips for six prompts, written as a `pika-<uuid>.mp4` tar shard and imported."""
+    import io
+    import tarfile
+    import tempfile
+
+    import numpy as np
+
+    from .video import import_videos
+    from .video.encode import EncodeParams, encode_mp4
+
+    uuids = [r["uuid"] for r in lake.query(
+        "SELECT uuid FROM prompts WHERE source = 'vidprom' ORDER BY time LIMIT 6").to_pylist()]
+    with tempfile.TemporaryDirectory() as tmp:
+        shard = Path(tmp) / "pika_videos_demo.tar"
+        with tarfile.open(shard, "w") as tar:
+            for i, u in enumerate(uuids):
+                t = np.arange(16)[:, None, None]
+                y, x = np.mgrid[0:64, 0:96]
+                frames = np.stack([(x + 6 * t) % 256, (y + 3 * t * (i + 1)) % 256,
+                                   np.full_like(x + t, 40 * i)], axis=-1).astype(np.uint8)
+                data = encode_mp4(frames, EncodeParams(fps=8.0))
+                info = tarfile.TarInfo(f"pika-{u}.mp4")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        r = import_videos(lake, [shard], model="pika")
+    return f"{r.batch_id}: {r.imported} clips imported ({r.bytes / 1024:.0f} KB)"
 
 
 def build_demo(uri: str, *, fresh: bool = True,
@@ -92,5 +129,24 @@ def summary(lake: Lake) -> list[tuple[str, pa.Table]]:
             "SELECT left(prompt_clean, 60) AS prompt_clean, flags.aspect_ratio AS ar, "
             "flags.motion AS motion, flags.negative AS neg FROM prompts "
             "WHERE flags IS NOT NULL ORDER BY time LIMIT 5")),
-        ("batches", q("SELECT batch_id, kind, status, rows_added, rows_updated, source FROM batches")),
+        ("nearest neighbours of the first prompt (cosine, local MiniLM embeddings)", _neighbours(lake)),
+        ("semantic uniqueness per source", q(
+            "SELECT source, count(*) AS prompts, count_if(unique_semantic) AS unique_semantic, "
+            "round(100.0 * count_if(unique_semantic) / count(*), 1) AS pct FROM prompts "
+            "GROUP BY source ORDER BY prompts DESC")),
+        ("videos", q("SELECT model, count(*) AS videos, round(avg(duration_s), 2) AS avg_s, "
+                     "sum(bytes) AS bytes, min(codec) AS codec FROM videos GROUP BY model")),
+        ("batches", q("SELECT batch_id, kind, status, rows_added, rows_updated, "
+                      "regexp_replace(coalesce(source, ''), '.*/', '') AS source FROM batches")),
     ]
+
+
+def _neighbours(lake: Lake) -> pa.Table:
+    from .index import similar
+
+    first = lake.query("SELECT uuid FROM prompts WHERE source = 'vidprom' ORDER BY time LIMIT 1")
+    hits = similar(lake, uuid=first.column("uuid")[0].as_py(), k=4)
+    keep = [c for c in ("similarity", "prompt") if c in hits.column_names]
+    t = hits.select(keep)
+    return t.set_column(keep.index("prompt"), "prompt",
+                        pa.array([p[:70] for p in t.column("prompt").to_pylist()]))
