@@ -18,7 +18,7 @@ from ..errors import VidlakeError
 
 # One module per command family; a family appears once its module exists.
 COMMAND_MODULES = ["core", "enrich", "dedup", "video", "discord", "scrape", "analysis", "serve",
-                   "fetch"]
+                   "fetch", "seed"]
 
 
 class LakeGroup(click.Group):
