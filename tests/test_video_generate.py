@@ -118,6 +118,9 @@ def test_text2video_zero_preset_with_where(tmp_path, weights):
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)[0]
     assert rep["pipeline"] == "TextToVideoZeroPipeline" and rep["label"] == "t2vz"
+    from vidprom_lake import open_lake
+
+    lake = open_lake(lake.uri)  # another writer (the CLI) moved the head; reopen to see it
     got = lake.query("select uuid, num_frames, fps from videos order by uuid").to_pylist()
     assert [g["uuid"] for g in got] == want.column(0).to_pylist()
     assert all(g["num_frames"] == 3 and g["fps"] == pytest.approx(4.0) for g in got)

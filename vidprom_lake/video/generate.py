@@ -39,7 +39,7 @@ from ..errors import InputError, QueryError, VidlakeError
 from ..schema import VIDEOS_SCHEMA
 from . import _deps
 from .encode import EncodeParams, encode_mp4, to_uint8_frames
-from .importer import MODEL_RE, existing_video_ids, rows_to_batch
+from .importer import MODEL_RE, current, existing_video_ids, rows_to_batch
 from .probe import ProbeError, probe_bytes
 from .thumbs import thumbnail
 
@@ -358,7 +358,7 @@ def generate(
     if bs < 1 or chunk < 1:
         raise InputError("--batch-size and --chunk must be >= 1")
     report = GenerateReport(model=spec.name, label=spec.label, checkpoint=spec.checkpoint)
-    chosen = select_prompts(lake, where=where, limit=limit, prompt_column=prompt_column)
+    chosen = select_prompts(current(lake), where=where, limit=limit, prompt_column=prompt_column)
     report.selected = len(chosen)
     have = existing_video_ids(lake, [spec.label])
     todo = [(u, t) for u, t in chosen if f"{spec.label}-{u}" not in have]

@@ -278,7 +278,9 @@ class _UuidSet:
 
 
 def existing_video_ids(lake: Lake, models: Iterable[str] | None = None) -> set[str]:
-    ds = lake.dataset("videos")
+    """video_ids already in the lake, read at the lake's *current* head (not the head a
+    long-lived Lake object cached), so videos other processes added since count too."""
+    ds = current(lake).dataset("videos")
     flt = None
     if models is not None:
         ms = sorted(set(models))
@@ -286,6 +288,13 @@ def existing_video_ids(lake: Lake, models: Iterable[str] | None = None) -> set[s
             return set()
         flt = "model IN (" + ", ".join("'" + m.replace("'", "''") + "'" for m in ms) + ")"
     return set(ds.to_table(columns=["video_id"], filter=flt).column("video_id").to_pylist())
+
+
+def current(lake: Lake) -> Lake:
+    """The lake at its newest head: `lake` itself if pinned, else a fresh handle."""
+    if lake.read_only:
+        return lake
+    return type(lake)(lake.uri)
 
 
 def video_row(*, uuid: str, model: str, data: bytes, probe: Any, source: str,
@@ -351,7 +360,8 @@ def import_videos(
     if mp:
         report.rejected.extend(mp.rejected)
     # with --source every uuid comes from the lake's rows: no need to load all of them
-    uuids: Any = set(mp.ids.values()) if source is not None else _UuidSet(lake.uuid_index())
+    uuids: Any = (set(mp.ids.values()) if source is not None
+                  else _UuidSet(current(lake).uuid_index()))
     existing = existing_video_ids(lake, [model] if model else None)
     seen: set[str] = set()
     members = iter_members(plist)
