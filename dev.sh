@@ -31,6 +31,23 @@ setup() {
   touch "$stamp"
 }
 
+# The report and web tests drive a real headless browser: Debian's chromium (Playwright's own
+# browser download is never used).
+browser() {
+  if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then
+    return
+  fi
+  local sudo=""
+  if [ "$(id -u)" != "0" ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "dev.sh: chromium is missing and this user cannot install it (apt-get install chromium);" \
+           "the browser tests will fail" >&2
+      return
+    fi
+  fi
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
+
 cmd="${1:-help}"
 shift || true
 case "$cmd" in
@@ -41,6 +58,7 @@ case "$cmd" in
     ;;
   test)
     setup
+    browser
     exec python -m pytest -n 2 --dist loadfile "$@"
     ;;
   *)
