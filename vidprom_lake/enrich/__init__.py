@@ -40,6 +40,9 @@ BUILTIN_ENTRY_POINTS: tuple[EntryPoint, ...] = (
     EntryPoint("st", "vidprom_lake.enrich.embed_local:SentenceTransformers", GROUP),
     EntryPoint("openai", "vidprom_lake.enrich.embed_openai:OpenAIEmbeddings", GROUP),
     EntryPoint("detoxify", "vidprom_lake.enrich.nsfw_detoxify:DetoxifyScorer", GROUP),
+    EntryPoint("modelscope", "vidprom_lake.video.generate:ModelScopeGenerator", GROUP),
+    EntryPoint("text2video-zero", "vidprom_lake.video.generate:Text2VideoZeroGenerator", GROUP),
+    EntryPoint("diffusers", "vidprom_lake.video.generate:DiffusersGenerator", GROUP),
 )
 
 _REGISTRY: dict[str, Enricher] = {}
