@@ -17,14 +17,16 @@ def register(group: click.Group) -> None:
                   help="Serve the lake as it was right after this batch (e.g. batch-0007).")
     @click.option("--column", default=None,
                   help="Vector column for semantic search (default: embedding, else the first).")
+    @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+                  help="Server processes (each loads its own listing index, ~60 bytes a prompt).")
     @click.option("--access-log", is_flag=True, help="Log every request.")
     @click.pass_context
     def serve_cmd(ctx: click.Context, host: str, port: int, as_of: str | None,
-                  column: str | None, access_log: bool) -> None:
+                  column: str | None, workers: int, access_log: bool) -> None:
         """Browse the lake in a web browser: search prompts, watch their videos."""
         from ..web.server import ServeConfig, serve
 
         cfg = ServeConfig(lake=ctx.obj["lake_uri"], host=host, port=port, as_of=as_of,
-                          column=column, access_log=access_log)
+                          column=column, access_log=access_log, workers=workers)
         echo: Any = lambda m: click.echo(m, err=True)  # noqa: E731
         serve(cfg, echo)

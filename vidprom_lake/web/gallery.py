@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import LakeNotFound, VidlakeError
 from ..schema import NSFW_LABELS, VIDEO_BLOB_COLUMN, field_meta, is_vector_field
-from .listing import Listing, Page
+from .listing import _LRU, Listing, Page
 from .params import ListQuery
 from .ranges import sniff_image_type, sniff_video_type
 
@@ -91,6 +91,9 @@ class Gallery:
         self.fts_note: str | None = None
         self._embed_lock = threading.Lock()
         self._embedder: Any = None
+        # Search candidates per (kind, query, k): the lake is pinned, so they never go stale,
+        # and the next page of the same search costs no second search.
+        self._searches = _LRU(256)
         self._videos: OrderedDict[tuple[int, str], VideoRef] = OrderedDict()
         self._videos_lock = threading.Lock()
 
@@ -146,18 +149,26 @@ class Gallery:
         return out
 
     def _candidates(self, lq: ListQuery) -> int:
-        return int(min(MAX_CANDIDATES, max(MIN_CANDIDATES, 4 * (lq.offset + lq.per_page))))
+        """How many matches to rank: twice what the page needs, in steps (so the next pages
+        of one search reuse its cached candidates)."""
+        need = 2 * (lq.offset + lq.per_page + 1)
+        step = 500
+        return int(min(MAX_CANDIDATES, max(MIN_CANDIDATES, -(-need // step) * step)))
 
     def _full_text(self, lq: ListQuery) -> Page:
         """Lance's full-text (BM25) search on the prompt's INVERTED index; without a usable
         index, a case-insensitive substring match through DuckDB (a bound parameter)."""
         k = self._candidates(lq)
+        pos, scores = self._searches.get(("text", lq.q, k), lambda: self._full_text_search(lq.q, k))
+        return self.listing.ranked_page(lq, pos, scores)
+
+    def _full_text_search(self, q: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         uuids: list[str] | None = None
         scores: np.ndarray | None = None
         if self.fts_index:
             try:
                 t = self.lake.dataset("prompts").to_table(
-                    full_text_query=lq.q, columns=["uuid", "_score"], limit=k)
+                    full_text_query=q, columns=["uuid", "_score"], limit=k)
                 uuids = t.column("uuid").to_pylist()
                 scores = t.column("_score").to_numpy().astype(np.float64)
             except (ValueError, OSError, RuntimeError) as exc:
@@ -167,21 +178,28 @@ class Gallery:
         if uuids is None:
             t = self.lake.query(
                 "SELECT uuid FROM prompts WHERE contains(lower(prompt), lower(?)) "
-                "ORDER BY time DESC NULLS LAST LIMIT ?", [lq.q, k])
+                "ORDER BY time DESC NULLS LAST LIMIT ?", [q, k])
             uuids = t.column("uuid").to_pylist()
             scores = np.zeros(len(uuids))
         pos = self.listing.positions_of(uuids, verify=False) if uuids else np.empty(0, np.int64)
         assert scores is not None
-        return self.listing.ranked_page(lq, pos, scores)
+        return pos, scores
 
     def _semantic(self, lq: ListQuery, *, text: str | None = None, uuid: str | None = None
                   ) -> Page:
-        from ..index import similar
-
         if self.vector_field is None:
             raise SearchUnavailable("this lake has no embeddings, so there is no semantic "
                                     "search (run `vidlake embed`); full-text search works")
         k = self._candidates(lq)
+        key = ("like", uuid, k) if uuid is not None else ("semantic", text, k)
+        pos_arr, sims = self._searches.get(key, lambda: self._semantic_search(k, text, uuid))
+        return self.listing.ranked_page(lq, pos_arr, sims)
+
+    def _semantic_search(self, k: int, text: str | None, uuid: str | None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        from ..index import similar
+
+        assert self.vector_field is not None
         column = self.vector_field.name
         if uuid is not None:
             pos = self.listing.position(uuid)
@@ -203,7 +221,7 @@ class Gallery:
             uuids = [u for u, ok in zip(uuids, keep, strict=True) if ok]
             sims = sims[keep]
         pos_arr = self.listing.positions_of(uuids, verify=False) if uuids else np.empty(0, np.int64)
-        return self.listing.ranked_page(lq, pos_arr, sims)
+        return pos_arr, sims
 
     def embed_query(self, text: str) -> np.ndarray:
         """The query embedded by the model that filled the vector column (loaded once)."""

@@ -40,6 +40,7 @@ class ServeConfig:
     column: str | None = None
     log_level: str = "warning"
     access_log: bool = False
+    workers: int = 1
 
 
 def build(cfg: ServeConfig, echo: Callable[[str], None] = print) -> Any:
@@ -64,9 +65,42 @@ def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> None:
     warn = exposure_warning(cfg.host)
     if warn:
         echo(warn)
-    app = build(cfg, echo)
+    if cfg.workers > 1:
+        from .gallery import pin
+
+        pin(cfg.lake or _default(), cfg.as_of)  # a bad lake or batch fails here, once
+    app = build(cfg, echo) if cfg.workers == 1 else None
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     echo(f"serving the gallery on http://{host}:{cfg.port}/ (read-only; Ctrl-C stops)")
     logging.getLogger("vidlake.web").setLevel(logging.INFO)
+    if cfg.workers > 1:
+        # Several processes, each with its own listing index: Python work (templates, HTTP)
+        # runs on every core instead of under one GIL.
+        import dataclasses
+        import json
+        import os
+
+        os.environ[_ENV] = json.dumps(dataclasses.asdict(cfg))
+        uvicorn.run("vidprom_lake.web.server:_worker_app", factory=True, host=cfg.host,
+                    port=cfg.port, workers=cfg.workers, log_level=cfg.log_level,
+                    access_log=cfg.access_log, server_header=False, proxy_headers=False)
+        return
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level,
                 access_log=cfg.access_log, server_header=False, proxy_headers=False)
+
+
+_ENV = "VIDLAKE_SERVE_CONFIG"
+
+
+def _default() -> str:
+    from ..lake import default_uri
+
+    return default_uri()
+
+
+def _worker_app() -> Any:
+    """The app of one uvicorn worker process (config from the parent's environment)."""
+    import json
+    import os
+
+    return build(ServeConfig(**json.loads(os.environ[_ENV])), echo=lambda _m: None)
