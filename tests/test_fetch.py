@@ -332,3 +332,14 @@ def test_cli_plan_and_fetch(hub, tmp_path):
     hub.state.repos[REPO].gated = "auto"
     r = CliRunner().invoke(main, ["--lake", lake_dir, "fetch", "vidprom"])
     assert r.exit_code == 1 and "is gated: accept its licence" in r.output
+
+
+def test_file_ingested_by_hand_counts_as_landed(hub, lake, repo_files, tmp_path):
+    from vidprom_lake.fetch import fetch
+
+    own = tmp_path / "VidProM_unique.csv"
+    own.write_bytes(repo_files["VidProM_unique.csv"])
+    bid = lake.ingest(own).batch_id
+    rep = fetch(lake, "vidprom")
+    assert [(x.status, x.fetch_batch) for x in rep.landed] == [("skipped", bid)]
+    assert not hub.gets("/cdn/")

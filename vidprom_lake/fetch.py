@@ -349,6 +349,8 @@ def _landed_index(lake: Lake | None) -> tuple[dict[str, str], dict[str, str]]:
     for b in lake.log():
         if b.status != "committed":
             continue
+        if b.kind in ("ingest", "attach-embeddings") and b.source_sha256:
+            by_sha.setdefault(b.source_sha256, b.batch_id)  # the same file, ingested by hand
         if b.kind == "fetch":
             if b.source_sha256:
                 by_sha[b.source_sha256] = b.batch_id
@@ -766,9 +768,13 @@ def fetch(lake: Lake, dataset: str, *, progress: Progress | None = None,
             if not owned:  # an existing local copy: verify it before importing
                 _verify_local(it, path)
             t = time.perf_counter()
+            prog.note(f"importing {it.path} ...")
             landed = _import(lake, fp, it, path)
             landed.bytes_downloaded, landed.seconds_download = nbytes, dl_s
             landed.seconds_import = time.perf_counter() - t
+            prog.note(f"{it.path}: {landed.rows_added:,} added, {landed.rows_updated:,} updated, "
+                      f"{landed.already_in_lake:,} already in the lake, {landed.rejected:,} "
+                      f"rejected ({landed.batch_id}, {landed.seconds_import:.1f} s)")
             report.landed.append(landed)
             if owned and not fp.keep_downloads:
                 path.unlink(missing_ok=True)
