@@ -149,15 +149,53 @@ def _pieces(ds: Any, flt: str | None, text_column: str, limit: int | None,
 Compute = Callable[[list[str]], tuple[dict[str, pa.Array], np.ndarray, list[RowFailure]]]
 
 
+def _ahead(chunks: Iterator[tuple[pa.Table, list[str]]],
+           hook: Callable[[list[str]], None]) -> Iterator[tuple[pa.Table, list[str]]]:
+    """Yield chunks one behind, calling `hook` on each chunk's texts as soon as it is read."""
+    cur = next(chunks, None)
+    if cur is not None:
+        hook(cur[1])
+    while cur is not None:
+        nxt = next(chunks, None)
+        if nxt is not None:
+            hook(nxt[1])
+        yield cur
+        cur = nxt
+
+
+def _engine(engine: Any, engine_options: dict[str, Any] | None) -> tuple[Any, bool]:
+    """(engine object or None for in-process, whether this call owns it and shuts it down)."""
+    if engine is None or engine == "local":
+        if engine_options and any(v not in (None, 0, 1) for v in engine_options.values()):
+            raise InputError("--address/--workers/--gpus-per-worker need --engine ray")
+        return None, False
+    if isinstance(engine, str):
+        from ..engine import get_engine
+
+        return get_engine(engine, **{k: v for k, v in (engine_options or {}).items()
+                                     if v is not None}), True
+    return engine, False
+
+
 def _run(lake: Lake, b: Batch, report: EnrichReport, *, flt: str | None, text_column: str,
          limit: int | None, chunk_rows: int, piece_rows: int, compute: Compute,
-         progress: Progress | None, total: int) -> None:
-    """Compute and write every chunk; shared by embed and score."""
+         progress: Progress | None, total: int,
+         prefetch: Callable[[list[list[str]]], None] | None = None) -> None:
+    """Compute and write every chunk; shared by embed and score.
+
+    `prefetch` (a remote engine's session): called with the next chunk's pieces of text before
+    the current chunk is computed, so remote workers have work queued while the driver writes.
+    """
     ds = lake._open("prompts")
     done = 0
-    for chunk in _pieces(ds, flt, text_column, limit, chunk_rows):
+    chunks: Iterator[tuple[pa.Table, list[str]]] = (
+        (c, c.column(text_column).to_pylist())
+        for c in _pieces(ds, flt, text_column, limit, chunk_rows))
+    if prefetch is not None:
+        chunks = _ahead(chunks, lambda t: prefetch(
+            [t[s:s + piece_rows] for s in range(0, len(t), piece_rows)]))
+    for chunk, texts in chunks:
         uuids = chunk.column("uuid").combine_chunks()
-        texts = chunk.column(text_column).to_pylist()
         cols: dict[str, list[pa.Array]] = {}
         keep: list[np.ndarray] = []
         for s in range(0, len(texts), piece_rows):
@@ -200,7 +238,8 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
           device: str | None = None, dtype: str = "float32", concurrency: int | None = None,
           normalize: bool = True, progress: Progress | None = None,
           options: dict[str, Any] | None = None,
-          session: EmbedSession | None = None) -> EnrichReport:
+          session: EmbedSession | None = None, engine: Any = None,
+          engine_options: dict[str, Any] | None = None) -> EnrichReport:
     """Embed every prompt still missing a vector in `column` (or all with `recompute`).
 
     `model` is a spec: ``minilm`` (default), ``st:/path``, ``openai:<id>`` or any registered
@@ -208,6 +247,9 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
     ``timeout``). `session` reuses an already opened model (`enricher.open(...)`) across calls.
     Returns an `EnrichReport`; raises `SchemaError` when `column` already holds another model's
     vectors (one embedding space per column: pick another `column` or `recompute`).
+    `engine` (``"local"``, ``"ray"`` with `engine_options` address/workers/gpus_per_worker, or
+    an engine from `vidprom_lake.engine.get_engine`) says where the model runs; the lake is
+    written here, chunk by chunk, whichever engine computes.
     """
     t_start = time.perf_counter()
     if limit is not None and limit < 0:
@@ -243,9 +285,16 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
     else:
         _count(ds, _filter(None, where), where)  # validate --where before loading a model
 
-    sess = session or cast(EmbedSession, enr.open(variant, dimensions=dimensions, base_url=base_url,
-                               batch_size=batch_size, device=device, concurrency=concurrency,
-                               normalize=normalize, **(options or {})))
+    eng, own_engine = _engine(engine, engine_options) if session is None else (None, False)
+    open_kw = dict(dimensions=dimensions, base_url=base_url, batch_size=batch_size,
+                   device=device, concurrency=concurrency, normalize=normalize, **(options or {}))
+    try:
+        sess = session or (cast(EmbedSession, enr.open(variant, **open_kw)) if eng is None
+                           else eng.open_session("embedder", model, open_kw))
+    except BaseException:
+        if own_engine:
+            eng.shutdown()
+        raise
     try:
         return _embed(lake, sess, report, model=model, column=column, text_column=text_column,
                       dimensions=dimensions, base_url=base_url, limit=limit, where=where,
@@ -254,6 +303,8 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
     finally:
         if session is None:
             sess.close()
+        if own_engine:
+            eng.shutdown()
 
 
 def _embed(lake: Lake, sess: EmbedSession, report: EnrichReport, *, model: str, column: str,
@@ -346,7 +397,7 @@ def _embed(lake: Lake, sess: EmbedSession, report: EnrichReport, *, model: str, 
         piece = int(getattr(sess, "piece_rows", 0) or 1024)
         _run(lake, b, report, flt=flt, text_column=text_column, limit=limit,
              chunk_rows=chunk_rows, piece_rows=piece, compute=compute, progress=progress,
-             total=total)
+             total=total, prefetch=getattr(sess, "prefetch", None))
         report.retries = int(getattr(sess, "retries", 0))
         report.dims = sess.dims
         b.counts.update(report.counts())
@@ -361,7 +412,8 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
           batch_size: int | None = None, chunk_rows: int = FRAGMENT_ROWS,
           device: str | None = None, progress: Progress | None = None,
           options: dict[str, Any] | None = None,
-          session: ScoreSession | None = None) -> EnrichReport:
+          session: ScoreSession | None = None, engine: Any = None,
+          engine_options: dict[str, Any] | None = None) -> EnrichReport:
     """Score prompts still missing NSFW scores (``toxicity IS NULL``), or all with `recompute`.
 
     VidProM's six labels go to their columns; a model's extra labels (``severe_toxicity``) get
@@ -387,9 +439,16 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
         report.notes.append("nothing to do: every selected prompt has NSFW scores")
         report.seconds = time.perf_counter() - t_start
         return report
-    sess = session or cast(ScoreSession, enr.open(variant, checkpoint=checkpoint, config_dir=config_dir,
-                               download=download, device=device, batch_size=batch_size,
-                               **(options or {})))
+    eng, own_engine = _engine(engine, engine_options) if session is None else (None, False)
+    open_kw = dict(checkpoint=checkpoint, config_dir=config_dir, download=download,
+                   device=device, batch_size=batch_size, **(options or {}))
+    try:
+        sess = session or (cast(ScoreSession, enr.open(variant, **open_kw)) if eng is None
+                           else eng.open_session("scorer", model, open_kw))
+    except BaseException:
+        if own_engine:
+            eng.shutdown()
+        raise
     try:
         labels = list(sess.labels)
         report.columns = labels
@@ -432,10 +491,14 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
 
             _run(lake, b, report, flt=flt, text_column=text_column, limit=limit,
                  chunk_rows=chunk_rows, piece_rows=int(getattr(sess, "piece_rows", 0) or 256),
-                 compute=compute, progress=progress, total=total)
+                 compute=compute, progress=progress, total=total,
+                 prefetch=getattr(sess, "prefetch", None))
+            report.retries = max(report.retries, int(getattr(sess, "retries", 0)))
             b.counts.update(report.counts())
     finally:
         if session is None:
             sess.close()
+        if own_engine:
+            eng.shutdown()
     report.seconds = time.perf_counter() - t_start
     return report
