@@ -155,3 +155,20 @@ def test_report_cli_refuses_to_overwrite(hostile_lake, tmp_path):
                                   "--clusters", "2"])
     assert r.exit_code == 0, r.output
     assert "wrote" in r.output and out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_text_charts_use_a_labelled_sample_above_text_sample(hostile_lake, tmp_path):
+    from lxml import html as lhtml
+
+    from vidprom_lake.report import embedding_map, write_report
+
+    write_report(hostile_lake, tmp_path / "s.html", clusters=2, text_sample=5)
+    root = lhtml.fromstring((tmp_path / "s.html").read_text())
+    heads = [h.text_content() for h in root.xpath("//h3")]
+    assert "Top words (stop words removed) (uniform sample of 5 of 14 prompts)" in heads
+    assert any(h.startswith("Prompt length in words (uniform sample of 5") for h in heads)
+    rows = root.xpath("//h3[starts-with(., 'Sources side by side')]/following-sibling::table[1]//tbody/tr")
+    assert sum(int(r.xpath("td")[1].text_content()) for r in rows) == 5
+    # the map's random probing returns a sample of rows that have vectors
+    small, _ = embedding_map(hostile_lake, sample=4, clusters=2)
+    assert small is not None and len(small.points) == 4

@@ -233,14 +233,9 @@ def embedding_map(lake: Lake, column: str | None = None, sample: int = 2000, clu
     ds = lake.dataset("prompts")
     name = f.name
     qname = "`" + name.replace("`", "``") + "`"  # Lance filters quote names with backticks
-    have = ds.to_table(columns=[], filter=f"{qname} IS NOT NULL", with_row_id=True)
-    ids = have.column("_rowid").to_numpy()
-    if len(ids) < 3:
+    t = _sample_with_vectors(ds, name, qname, sample, seed)
+    if t.num_rows < 3:
         return None, f"Fewer than 3 prompts have a {name} vector."
-    rng = np.random.default_rng(seed)
-    if len(ids) > sample:
-        ids = np.sort(rng.choice(ids, sample, replace=False))
-    t = ds.take(_row_positions(ds, ids), columns=["uuid", "prompt_clean", "prompt", "source", name])
     vec = t.column(name).combine_chunks()
     x = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(vec), -1)
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -269,14 +264,38 @@ def embedding_map(lake: Lake, column: str | None = None, sample: int = 2000, clu
                    name, meta.get("vidlake:model", "")), ""
 
 
-def _row_positions(ds: Any, rowids: np.ndarray) -> list[int]:
-    """Row ids to positions (equal unless rows were deleted; then map through a scan)."""
-    all_ids = ds.to_table(columns=[], with_row_id=True).column("_rowid").to_numpy()
-    pos = np.searchsorted(all_ids, rowids)
-    if np.all(all_ids[np.clip(pos, 0, len(all_ids) - 1)] == rowids):
-        return pos.tolist()
-    lookup = {int(r): i for i, r in enumerate(all_ids)}
-    return [lookup[int(r)] for r in rowids]
+def _sample_with_vectors(ds: Any, name: str, qname: str, sample: int, seed: int) -> pa.Table:
+    """A uniform random sample of up to `sample` rows whose `name` vector is set.
+
+    Scanning a whole vector column for NULLs reads every vector (GBs on a full lake), so rows
+    are probed at random positions with `take` in growing rounds; only when vectors turn out
+    to be rare (under 1 in 50 probed) does it fall back to the filtered scan.
+    """
+    cols = ["uuid", "prompt_clean", "prompt", "source", name]
+    n = ds.count_rows()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    got: list[pa.Table] = []
+    have = probed = 0
+    step = max(sample * 2, 1024)
+    while have < sample and probed < n:
+        pos = np.sort(order[probed:probed + step])
+        probed += len(pos)
+        t = ds.take(pos.tolist(), columns=cols)
+        t = t.filter(t.column(name).is_valid())
+        got.append(t)
+        have += t.num_rows
+        if probed >= 50 * max(sample, 100) and have * 50 < probed:
+            # rare vectors: read only the rows that have one
+            full = ds.to_table(columns=cols, filter=f"{qname} IS NOT NULL")
+            if full.num_rows > sample:
+                full = full.take(np.sort(rng.choice(full.num_rows, sample, replace=False)))
+            return full
+        step *= 2
+    out = pa.concat_tables(got) if got else ds.to_table(columns=cols, limit=0)
+    if out.num_rows > sample:
+        out = out.take(np.sort(rng.choice(out.num_rows, sample, replace=False)))
+    return out
 
 
 # ------------------------------------------------------------------ thumbnails
@@ -317,7 +336,8 @@ def thumbnails(lake: Lake, n: int = 24, seed: int = 0) -> list[dict[str, str]]:
 
 # ------------------------------------------------------------------ building the page
 def collect(lake: Lake, *, column: str | None = None, sample: int = 2000, clusters: int = 8,
-            thumbs: int = 24, seed: int = 0, title: str = "VidLake report") -> ReportData:
+            thumbs: int = 24, seed: int = 0, title: str = "VidLake report",
+            text_sample: int = 200_000) -> ReportData:
     from .analysis import connect, stats
 
     sections = stats(lake)
@@ -326,13 +346,33 @@ def collect(lake: Lake, *, column: str | None = None, sample: int = 2000, cluste
         def q(sql: str) -> pa.Table:
             return con.execute(sql).to_arrow_table()
 
+        # Several charts read the same per-prompt text views: compute each once in this private
+        # connection (a temp table under the view's name; the views that use it re-bind to it).
+        # Tokenising is the slow part (regexes over every prompt), so above `text_sample`
+        # prompts the text charts use a seeded uniform sample, and say so in their titles.
+        total = con.execute("SELECT count(*) FROM prompts").fetchone()[0]
+        sampled = total > text_sample
+        keep = ""
+        if sampled:
+            con.execute(f"CREATE TEMP TABLE __sample AS SELECT uuid FROM prompts USING SAMPLE "
+                        f"reservoir({int(text_sample)} ROWS) REPEATABLE ({int(seed)})")
+            keep = " WHERE uuid IN (SELECT uuid FROM __sample)"
+        for name in ("prompt_lengths", "prompt_tokens"):
+            con.execute(f"CREATE TEMP TABLE __m_{name} AS SELECT * FROM {name}{keep}")
+            con.execute(f"DROP VIEW {name}")
+            con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM __m_{name}")
+        con.execute("CREATE TEMP TABLE __m_source_summary AS SELECT * FROM source_summary")
+        con.execute("DROP VIEW source_summary")
+        con.execute("CREATE TEMP VIEW source_summary AS SELECT * FROM __m_source_summary")
+        note = f" (uniform sample of {text_sample:,} of {total:,} prompts)" if sampled else ""
+
         data = ReportData(title, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), lake.uri, sections)
         lengths = q("SELECT unit, bin_lo, bin_hi, prompts FROM prompt_length_hist")
         for unit, label, width in (("words", "words", 5), ("chars", "characters", 50)):
             got = {r["bin_lo"]: r["prompts"] for r in lengths.to_pylist() if r["unit"] == unit}
             los = list(range(0, 21 * width, width))  # every bin, empty ones too (sql/70)
             data.column_charts.append(ColumnChart(
-                f"Prompt length in {label}",
+                f"Prompt length in {label}{note}",
                 [f"{lo}+" if lo == los[-1] else f"{lo}-{lo + width - 1}" for lo in los],
                 [Series("prompts", PALETTE[0], [(i, got.get(lo, 0)) for i, lo in enumerate(los)])]))
         weeks = q("SELECT week, source, prompts FROM prompts_per_week").to_pylist()
@@ -365,14 +405,14 @@ def collect(lake: Lake, *, column: str | None = None, sample: int = 2000, cluste
         pvc = q("SELECT videos, prompts FROM prompt_video_counts").to_pylist()
         data.bar_charts.append(BarChart("Prompts by number of videos",
                                         [Bar(f"{r['videos']} videos", r["prompts"], PALETTE[3]) for r in pvc]))
-        data.tables.append(_table("Top words (stop words removed)",
+        data.tables.append(_table(f"Top words (stop words removed){note}",
                                   q("SELECT word, occurrences, prompts FROM top_words LIMIT 30")))
-        data.tables.append(_table("Top bigrams (stop words removed)",
+        data.tables.append(_table(f"Top bigrams (stop words removed){note}",
                                   q("SELECT bigram, occurrences, prompts FROM top_bigrams LIMIT 30")))
-        data.tables.append(_table("Sources side by side", q("SELECT * FROM source_summary")))
+        data.tables.append(_table(f"Sources side by side{note}", q("SELECT * FROM source_summary")))
         comp = q("SELECT * FROM vidprom_vs_diffusiondb")
         if comp.num_rows:
-            data.tables.append(_table("VidProM vs DiffusionDB", comp))
+            data.tables.append(_table(f"VidProM vs DiffusionDB{note}", comp))
         # raw prompt text on purpose: it is what the lake holds, and it is escaped on output
         data.tables.append(_table("Newest prompts (raw text)", q(
             "SELECT time::DATE AS day, source, left(prompt, 300) AS prompt FROM prompts "
@@ -419,7 +459,7 @@ class ReportResult:
 
 def write_report(lake: Lake, output: str | os.PathLike[str], *, force: bool = False,
                  column: str | None = None, sample: int = 2000, clusters: int = 8,
-                 thumbs: int = 24, seed: int = 0) -> ReportResult:
+                 thumbs: int = 24, seed: int = 0, text_sample: int = 200_000) -> ReportResult:
     """Write the report to `output` (atomically: a temporary file renamed into place)."""
     t0 = time.perf_counter()
     out = Path(output)
@@ -429,7 +469,8 @@ def write_report(lake: Lake, output: str | os.PathLike[str], *, force: bool = Fa
         raise InputError(f"{out} is a folder; give a file name such as report.html")
     if sample < 3 or clusters < 1:
         raise InputError("--sample must be at least 3 and --clusters at least 1")
-    data = collect(lake, column=column, sample=sample, clusters=clusters, thumbs=thumbs, seed=seed)
+    data = collect(lake, column=column, sample=sample, clusters=clusters, thumbs=thumbs, seed=seed,
+                   text_sample=text_sample)
     html = render_html(data)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
