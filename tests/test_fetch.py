@@ -238,6 +238,7 @@ def test_offline_mode_uses_what_is_local(hub, lake, tmp_path, monkeypatch):
         fetch(lake, "vidprom", videos="ms", shards="1")
     rep = fetch(lake, "vidprom")  # the prompts alone are local: they land
     assert rep.landed[0].rows_added == N
+    assert not (part / "VidProM_unique.csv").exists()  # a download of ours: removed once imported
     assert len(hub.state.requests) == n_req  # nothing went to the server
     monkeypatch.setenv("VIDLAKE_DOWNLOADS", str(tmp_path / "elsewhere"))
     with pytest.raises(FetchError, match="no earlier listing"):

@@ -207,7 +207,7 @@ def _hub() -> Any:
     try:
         import huggingface_hub
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingDependency("huggingface_hub", "hub", "vidlake fetch") from exc
+        raise MissingDependency("huggingface_hub", "fetch", "vidlake fetch") from exc
     return huggingface_hub
 
 
@@ -275,7 +275,7 @@ def _hub_errors(repo: str, what: str) -> Any:
         yield
     except errs.GatedRepoError as exc:
         raise FetchError(_gated_message(repo, endpoint(), str(exc))) from None
-    except errs.RemoteEntryNotFoundError:
+    except getattr(errs, "RemoteEntryNotFoundError", errs.EntryNotFoundError):
         raise FetchError(f"{what}: the Hub has no such file in {repo} (404)") from None
     except errs.RevisionNotFoundError:
         raise FetchError(f"{what}: no such revision of {repo}") from None
@@ -746,8 +746,8 @@ def fetch(lake: Lake, dataset: str, *, progress: Progress | None = None,
                 return
             try:
                 t = time.perf_counter()
-                if it.local:
-                    ready.put((it, Path(it.local), 0, 0.0, False))
+                if it.local:  # already on disk; ours (in the download folder) is deleted after import
+                    ready.put((it, Path(it.local), 0, 0.0, Path(it.local).is_relative_to(rdir)))
                     continue
                 dest = rdir / it.path
                 n, _ = download(fp.repo, fp.commit, it.remote(), dest, token=token,
@@ -765,7 +765,7 @@ def fetch(lake: Lake, dataset: str, *, progress: Progress | None = None,
             if isinstance(got, BaseException):
                 raise got
             it, path, nbytes, dl_s, owned = got
-            if not owned:  # an existing local copy: verify it before importing
+            if it.local:  # an existing local copy: verify it before importing
                 _verify_local(it, path)
             t = time.perf_counter()
             prog.note(f"importing {it.path} ...")
