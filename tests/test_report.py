@@ -172,3 +172,16 @@ def test_text_charts_use_a_labelled_sample_above_text_sample(hostile_lake, tmp_p
     # the map's random probing returns a sample of rows that have vectors
     small, _ = embedding_map(hostile_lake, sample=4, clusters=2)
     assert small is not None and len(small.points) == 4
+
+
+def test_pca_matches_svd_both_shapes():
+    import numpy as np
+
+    from vidprom_lake.report import pca
+
+    rng = np.random.default_rng(0)
+    for shape in ((300, 20), (50, 300)):
+        x = rng.normal(size=shape)
+        xc = x - x.mean(0)
+        _, _, vt = np.linalg.svd(xc, full_matrices=False)
+        assert np.allclose(np.abs(pca(x, 3)), np.abs(xc @ vt[:3].T))

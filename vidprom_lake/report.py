@@ -173,8 +173,16 @@ def _vector_column(lake: Lake, column: str | None) -> pa.Field | None:
 def pca(x: np.ndarray, r: int = 2) -> np.ndarray:
     """Rows projected on their first `r` principal components."""
     x = x - x.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return x @ vt[:r].T
+    n, d = x.shape
+    r = min(r, n, d)
+    # eigh of the smaller Gram matrix: much cheaper than an SVD of x on a busy machine
+    if d <= n:
+        w, v = np.linalg.eigh(x.T @ x)
+        top = np.argsort(w)[::-1][:r]
+        return x @ v[:, top]
+    w, u = np.linalg.eigh(x @ x.T)
+    top = np.argsort(w)[::-1][:r]
+    return u[:, top] * np.sqrt(np.maximum(w[top], 0))
 
 
 def kmeans(x: np.ndarray, k: int, seed: int = 0, iters: int = 30) -> np.ndarray:
