@@ -134,7 +134,10 @@ class FetchPlan:
         return sum(i.size - _partial_size(self, i) for i in self.items
                    if i.status in ("download", "resume"))
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, compact: bool = False) -> list[dict[str, Any]]:
+        if compact:
+            return [{"path": i.path, "kind": i.kind, "size": human(i.size), "status": i.status,
+                     "sha256": (i.sha256 or "")[:12] or None} for i in self.items]
         return [{"path": i.path, "kind": i.kind, "model": i.model, "size": i.size,
                  "size_h": human(i.size), "status": i.status,
                  "sha256": (i.sha256 or "")[:12] or None} for i in self.items]
@@ -172,7 +175,13 @@ class FetchReport:
     landed: list[Landed] = field(default_factory=list)
     seconds: float = 0.0
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, compact: bool = False) -> list[dict[str, Any]]:
+        if compact:  # a terminal-wide table
+            return [{"path": x.path, "status": x.status, "batch": x.batch_id or x.fetch_batch,
+                     "added": x.rows_added, "updated": x.rows_updated,
+                     "downloaded": human(x.bytes_downloaded),
+                     "dl/import s": f"{x.seconds_download:.1f}/{x.seconds_import:.1f}"}
+                    for x in self.landed]
         return [{"path": x.path, "kind": x.kind, "status": x.status, "batch_id": x.batch_id,
                  "rows_added": x.rows_added, "rows_updated": x.rows_updated,
                  "already_in_lake": x.already_in_lake,
@@ -206,6 +215,10 @@ def _env_true(name: str) -> bool:
 def _hub() -> Any:
     try:
         import huggingface_hub
+        import huggingface_hub.constants
+        import huggingface_hub.errors
+        import huggingface_hub.hf_api
+        import huggingface_hub.utils  # noqa: F401 (submodules are lazy attributes otherwise)
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise MissingDependency("huggingface_hub", "fetch", "vidlake fetch") from exc
     return huggingface_hub

@@ -91,7 +91,7 @@ def fetch(ctx: click.Context, dataset: str, fmt: str, plan_only: bool, no_disk_c
     if plan_only:
         lake = _maybe_lake(ctx.obj["lake_uri"])
         fp = f.plan(dataset, lake, **kw)
-        emit(fp.rows(), fmt, title=f"{fp.repo}@{fp.commit[:12]} -> {fp.download_dir}")
+        emit(fp.rows(compact=fmt == "table"), fmt, title=f"{fp.repo}@{fp.commit[:12]} -> {fp.download_dir}")
         if fmt == "table":
             click.echo(f"to download: {f.human(fp.to_download)} "
                        f"(licence {fp.license}{', gated' if fp.gated else ''})", err=True)
@@ -105,7 +105,7 @@ def fetch(ctx: click.Context, dataset: str, fmt: str, plan_only: bool, no_disk_c
     lake = open_lake(ctx.obj["lake_uri"], create=True)
     with _bars() as bars:
         rep = f.fetch(lake, dataset, progress=bars, check_disk=not no_disk_check, **kw)
-    emit(rep.rows(), fmt, title=f"{rep.plan.repo}@{rep.plan.commit[:12]}")
+    emit(rep.rows(compact=fmt == "table"), fmt, title=f"{rep.plan.repo}@{rep.plan.commit[:12]}")
     if fmt == "table":
         got = [x for x in rep.landed if x.status == "imported"]
         click.echo(f"landed {len(got)} file(s), {f.human(sum(x.bytes_downloaded for x in got))} "
