@@ -64,7 +64,7 @@ def setups(detox, server, monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[st
 def test_builtins_register_through_entry_points(third_party) -> None:
     names = enrichers()
     assert {"minilm", "st", "openai", "detoxify", "fake", "fakescore"} <= set(names)
-    assert {e.name for e in enrich.BUILTIN_ENTRY_POINTS} == {"minilm", "st", "openai", "detoxify"}
+    assert {"minilm", "st", "openai", "detoxify"} <= {e.name for e in enrich.BUILTIN_ENTRY_POINTS}
     assert all(ep.group == GROUP for ep in enrich.BUILTIN_ENTRY_POINTS)
     assert set(enrichers("scorer")) == {"detoxify", "fakescore"}
 
@@ -98,7 +98,9 @@ def test_missing_package_names_the_extra(monkeypatch) -> None:
 
 
 def test_every_registered_enricher_has_a_contract_setup(third_party, setups) -> None:
-    assert set(enrichers()) <= set(setups), "add the new enricher to the contract setups"
+    """Embedders and scorers; generators (video) have their own contract in the video tests."""
+    covered = set(enrichers("embedder")) | set(enrichers("scorer"))
+    assert covered <= set(setups), "add the new enricher to the contract setups"
 
 
 CONTRACT = ["minilm", "st", "openai", "detoxify", "fake", "fakescore"]
