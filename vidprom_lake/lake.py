@@ -648,7 +648,7 @@ class Batch:
         ds = self.lake._open(table)
         builder = ds.merge_insert(on).when_matched_update_all()
         if mode != "auto":
-            builder = builder.write_mode(mode)
+            builder = builder.write_mode(mode)  # type: ignore[arg-type]
         txn, stats = builder.execute_uncommitted(data)
         self._staged.append(_Staged(table, txn, ds.version, "update"))
         return int(stats.get("num_updated_rows", 0))
