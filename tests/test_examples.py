@@ -37,12 +37,6 @@ def test_polars_api(known):
     assert "videos per model" in out and "pika" in out
 
 
-@pytest.mark.slow
-def test_polars_api_on_the_demo_lake():
-    out = run("polars_api.py")
-    assert "built the demo lake" in out and "jsonl-example" in out
-
-
 def test_duckdb_shell(known):
     out = run("duckdb_shell.py", "--lake", known.uri)
     assert "running the DuckDB shell" in out or "through the Python module" in out
