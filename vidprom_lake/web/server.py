@@ -11,6 +11,9 @@ from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+#: Idle keep-alive connections stay open this long. uvicorn's 5 s default closes connections
+#: a busy client is about to reuse; the request then fails with a reset (seen under load).
+KEEP_ALIVE_S = 75
 
 
 def is_loopback(host: str) -> bool:
@@ -84,10 +87,11 @@ def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> None:
         sock = _listen(cfg.host, cfg.port)
         uvicorn.run("vidprom_lake.web.server:_worker_app", factory=True, fd=sock.fileno(),
                     workers=cfg.workers, log_level=cfg.log_level, access_log=cfg.access_log,
-                    server_header=False, proxy_headers=False)
+                    server_header=False, proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_S)
         return
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level,
-                access_log=cfg.access_log, server_header=False, proxy_headers=False)
+                access_log=cfg.access_log, server_header=False, proxy_headers=False,
+                timeout_keep_alive=KEEP_ALIVE_S)
 
 
 _ENV = "VIDLAKE_SERVE_CONFIG"
