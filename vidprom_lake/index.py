@@ -137,6 +137,10 @@ def build_indexes(
         try:
             idx = ds.create_index_uncommitted(col, kind, name=name, fragment_ids=frags,
                                               replace=old is not None, **params)
+            if kind == "INVERTED":
+                # an uncommitted full-text index is written in parts; merge them or Lance
+                # cannot read it ("tokens.lance not found")
+                ds.merge_index_metadata(str(idx.uuid), "INVERTED")
         except (ValueError, OSError, RuntimeError) as exc:
             raise VidlakeError(f"building the {kind} index on {col} failed: {exc}") from exc
         new.append(idx)
