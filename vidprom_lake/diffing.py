@@ -48,19 +48,17 @@ def diff(lake: Lake, a: str, b: str) -> list[dict[str, Any]]:
         con.execute(f"CREATE TEMP TABLE b AS SELECT {plain}{pres_b} FROM tb")
         cols_a = [key, *common, *vec_a]
         cols_b = [key, *common, *vec]
-        rows_a = con.execute("SELECT count(*) FROM a").fetchone()[0]
-        rows_b = con.execute("SELECT count(*) FROM b").fetchone()[0]
-        added = con.execute(f'SELECT count(*) FROM b ANTI JOIN a USING ("{key}")').fetchone()[0]
-        removed = con.execute(f'SELECT count(*) FROM a ANTI JOIN b USING ("{key}")').fetchone()[0]
+        rows_a = _one(con, "SELECT count(*) FROM a")
+        rows_b = _one(con, "SELECT count(*) FROM b")
+        added = _one(con, f'SELECT count(*) FROM b ANTI JOIN a USING ("{key}")')
+        removed = _one(con, f'SELECT count(*) FROM a ANTI JOIN b USING ("{key}")')
         cmp_cols = [c for c in cols_b if c != key]
         cond = " OR ".join(
             f'a."{c}" IS DISTINCT FROM b."{c}"' if c in cols_a
             else (f'b."{c}"' if c in vec else f'b."{c}" IS NOT NULL')
             for c in cmp_cols
         ) or "false"
-        changed = con.execute(
-            f'SELECT count(*) FROM a JOIN b USING ("{key}") WHERE {cond}'
-        ).fetchone()[0]
+        changed = _one(con, f'SELECT count(*) FROM a JOIN b USING ("{key}") WHERE {cond}')
         con.close()
         out.append({
             "table": table, "from": a, "to": b,
@@ -70,3 +68,8 @@ def diff(lake: Lake, a: str, b: str) -> list[dict[str, Any]]:
             "batches": ", ".join(f"{i.batch_id}:{i.kind}" for i in between),
         })
     return out
+
+
+def _one(con: Any, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0

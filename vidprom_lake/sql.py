@@ -45,10 +45,11 @@ def extension_path(name: str = "lance") -> str:
             f"the DuckDB {name} extension is missing: pip install {pkg.replace('_', '-')}=="
             f"{duckdb.__version__}"
         ) from exc
-    base = Path(mod.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+    pkg_dir = Path(str(mod.__file__)).parent
+    base = pkg_dir / "extensions" / f"v{duckdb.__version__}"
     path = base / f"{name}.duckdb_extension"
     if not path.exists():
-        found = sorted(p.name for p in (Path(mod.__file__).parent / "extensions").iterdir())
+        found = sorted(p.name for p in (pkg_dir / "extensions").iterdir())
         raise VidlakeError(
             f"{pkg} has no build for DuckDB {duckdb.__version__} (it has {found}); "
             f"install duckdb=={found[-1].lstrip('v') if found else '1.5.5'}"

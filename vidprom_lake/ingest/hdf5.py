@@ -155,7 +155,7 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
             report.batch_id = b.batch_id
             if existing is None:
                 ds = prompts
-                new_frags = []
+                new_frags: list[Any] = []
                 schema = None
                 done = 0
                 # Counted here: Lance calls the UDF on its own runtime, where a dataset call
@@ -181,13 +181,13 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                             raise
 
                     try:
-                        meta, schema = frag.merge_columns(guarded, columns=["uuid"],
-                                                          batch_size=opts.chunk_rows)
+                        frag_meta, schema = frag.merge_columns(guarded, columns=["uuid"],
+                                                               batch_size=opts.chunk_rows)
                     except Exception:
                         if failure:  # Lance wraps our error; surface the original
                             raise failure[0] from None
                         raise
-                    new_frags.append(meta)
+                    new_frags.append(frag_meta)
                 # Lance may call the UDF more than once on a batch; count matches directly.
                 matched = int((lookup.find(lake.uuid_index()) >= 0).sum())
                 if schema is None:  # empty lake: metadata-only column
