@@ -193,8 +193,8 @@ def _database(extension: bool = False) -> duckdb.DuckDBPyConnection:
 
 
 def _temp(stmt: str) -> str:
-    return re.sub(r"^(\s*(?:--[^\n]*\n\s*)*)CREATE OR REPLACE VIEW", r"\1CREATE OR REPLACE TEMP VIEW",
-                  stmt, count=1)
+    """Every view of a file as a TEMP view (private to its connection in the shared database)."""
+    return re.sub(r"(?m)^(\s*)CREATE OR REPLACE VIEW", r"\1CREATE OR REPLACE TEMP VIEW", stmt)
 
 
 def _batches_until(lake: Lake) -> pa.Table:
