@@ -16,6 +16,7 @@ batch is recorded as failed, and a rerun computes only the rows still missing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
@@ -53,7 +54,7 @@ class EnrichWorker:
         t0 = time.perf_counter()
         enr, variant = resolve(spec, kind)
         self.kind = kind
-        self.sess = enr.open(variant, **options)
+        self.sess: Any = enr.open(variant, **options)
         self.load_seconds = time.perf_counter() - t0
         self.pid = os.getpid()
 
@@ -144,10 +145,8 @@ class RemoteSession:
         ray = _ray()
         self._queue.clear()
         for a in self.actors:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ray.kill(a)
-            except Exception:  # already gone
-                pass
         self.engine.sessions.discard(self)
 
 

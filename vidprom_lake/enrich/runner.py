@@ -292,7 +292,7 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
         sess = session or (cast(EmbedSession, enr.open(variant, **open_kw)) if eng is None
                            else eng.open_session("embedder", model, open_kw))
     except BaseException:
-        if own_engine:
+        if own_engine and eng is not None:
             eng.shutdown()
         raise
     try:
@@ -303,7 +303,7 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
     finally:
         if session is None:
             sess.close()
-        if own_engine:
+        if own_engine and eng is not None:
             eng.shutdown()
 
 
@@ -446,7 +446,7 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
         sess = session or (cast(ScoreSession, enr.open(variant, **open_kw)) if eng is None
                            else eng.open_session("scorer", model, open_kw))
     except BaseException:
-        if own_engine:
+        if own_engine and eng is not None:
             eng.shutdown()
         raise
     try:
@@ -498,7 +498,7 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
     finally:
         if session is None:
             sess.close()
-        if own_engine:
+        if own_engine and eng is not None:
             eng.shutdown()
     report.seconds = time.perf_counter() - t_start
     return report
