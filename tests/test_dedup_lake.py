@@ -142,6 +142,9 @@ def test_incremental_decides_only_new_later_prompts(tmp_path: Path) -> None:
     attach(lake, tmp_path, dict(zip(new, nx, strict=True)), "f.h5")
     rep = dedup(open_lake(tmp_path / "lake"), 0.8, exact=True)
     assert rep.reused == 300 and rep.decided == 80 and rep.recompute is None
+    # one update call per fragment when writes are capped at one row: same result
+    again = dedup(open_lake(tmp_path / "lake"), 0.8, exact=True, recompute=True, write_rows=1)
+    assert again.decided == 380 and again.kept_total == rep.kept_total
     assert rep.kept_total == first.kept_total + rep.kept
     assert_matches_reference(open_lake(tmp_path / "lake"), 0.8)
 

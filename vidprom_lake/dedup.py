@@ -866,6 +866,7 @@ def dedup(
     min_approx_rows: int = 50_000,
     memory_gb: float = DEFAULT_MEMORY_GB,
     commit_rows: int = 500_000,
+    write_rows: int = 65_536,
     seed: int = 0,
     dry_run: bool = False,
     progress: Progress | None = None,
@@ -945,6 +946,8 @@ def dedup(
     prior_kept = np.flatnonzero(kept_flags[:cut])
     offsets = order.column("offset").to_numpy()
     reader = VectorReader(ds, column, offsets, uuids, dims)
+    frag_rows = np.cumsum([f.count_rows() for f in ds.get_fragments()])
+    frag_of = np.searchsorted(frag_rows, offsets, side="right")
     if not len(positions):
         report.kept_total = int(kept_flags.sum())
         report.mode = "up to date"
@@ -1001,12 +1004,12 @@ def dedup(
                 on_block(pos, dec)
                 end = int(pos[-1]) + 1
                 if end - written >= commit_rows and end < n:
-                    _write(b, uuids, kept, dup_of, sim, written, end, run_json)
+                    _write(b, uuids, kept, dup_of, sim, written, end, run_json, frag_of, write_rows)
                     b.commit()
                     written = end
 
             engine.run(positions, prior_kept, progress, on_block_commit)
-            _write(b, uuids, kept, dup_of, sim, written, n, run_json)
+            _write(b, uuids, kept, dup_of, sim, written, n, run_json, frag_of, write_rows)
             b.counts.update({"rows_updated": n - cut, "kept": int(kept[cut:].sum()),
                              "duplicates": int((~kept[cut:]).sum()), "reused": cut})
     report.decided = n - cut
@@ -1024,29 +1027,49 @@ def dedup(
 
 
 def _write(b: Any, uuids: pa.Array, kept: np.ndarray, dup_of: np.ndarray, sim: np.ndarray,
-           start: int, end: int, run_json: str) -> None:
+           start: int, end: int, run_json: str, frag_of: np.ndarray, write_rows: int) -> None:
+    """Write the decisions of order positions [start, end), whole fragments per update call
+    (each call rewrites the result columns of the fragments it touches, and Lance's merge
+    join has a bounded memory pool), committing each call as a chunk of the batch."""
     import pyarrow.compute as pc
 
     if end <= start:
         return
-    k = kept[start:end]
-    d = dup_of[start:end]
-    all_uuids = uuids
-    dup_uuid = pa.array([None] * (end - start), pa.string())
-    if (~k).any():
-        idx = np.where(k, 0, d)
-        taken = all_uuids.take(pa.array(idx))
-        dup_uuid = pc.if_else(pa.array(~k), taken, pa.scalar(None, pa.string()))
-    s = np.where(k, np.nan, sim[start:end]).astype(np.float32)
-    table = pa.table({
-        "uuid": uuids.slice(start, end - start),
-        "unique_semantic": pa.array(k),
-        "dup_of": dup_uuid,
-        "dup_similarity": pa.array(s, mask=k),
-        "dedup_run": pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(end - start, np.int32)), pa.array([run_json])).cast(pa.string()),
-    })
-    b.update_columns("prompts", table, on="uuid", mode="rewrite_columns")
+    pos = np.arange(start, end)
+    frag = frag_of[pos]
+    order = np.argsort(frag, kind="stable")
+    pos, frag = pos[order], frag[order]
+    bounds = np.flatnonzero(np.r_[True, frag[1:] != frag[:-1], True])
+    groups: list[np.ndarray] = []
+    cur: list[np.ndarray] = []
+    size = 0
+    for a, z in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if cur and size + (z - a) > write_rows:
+            groups.append(np.concatenate(cur))
+            cur, size = [], 0
+        cur.append(pos[a:z])
+        size += z - a
+    if cur:
+        groups.append(np.concatenate(cur))
+    for i, p in enumerate(groups):
+        k = kept[p]
+        idx = pa.array(p)
+        dup_uuid = pa.nulls(len(p), pa.string())
+        if (~k).any():
+            taken = uuids.take(pa.array(np.where(k, 0, dup_of[p])))
+            dup_uuid = pc.if_else(pa.array(~k), taken, pa.scalar(None, pa.string()))
+        s = np.where(k, np.nan, sim[p]).astype(np.float32)
+        table = pa.table({
+            "uuid": uuids.take(idx),
+            "unique_semantic": pa.array(k),
+            "dup_of": dup_uuid,
+            "dup_similarity": pa.array(s, mask=k),
+            "dedup_run": pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(len(p), np.int32)), pa.array([run_json])).cast(pa.string()),
+        })
+        b.update_columns("prompts", table, on="uuid", mode="rewrite_columns")
+        if i < len(groups) - 1:
+            b.commit()
 
 
 from .index import build_indexes, dupes, similar  # noqa: E402  (the public API lives here too)
