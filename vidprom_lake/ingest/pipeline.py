@@ -292,7 +292,11 @@ def stream_new_rows(
     sql = _full_sql(q)
     seen = _Seen(lake, q.con)
     try:
-        reader = q.con.execute(sql).to_arrow_reader(BATCH_ROWS)
+        # Normalise the whole file in one parallel pass into a DuckDB temp table (bounded by
+        # DuckDB's memory limit, spilling to disk beyond it), then stream that out: a streamed
+        # query result is computed on one thread, a CREATE TABLE on all of them.
+        q.con.execute(f"CREATE OR REPLACE TEMP TABLE __staged AS {sql}")
+        reader = q.con.execute("SELECT * FROM __staged").to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
         raise (q.error_hint(exc) if q.error_hint else InputError(str(exc), path=path)) from exc
     next_row = 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,21 @@ def _connect() -> Any:
     # Keep file order so record numbers in errors are true; bound memory for 2-core laptops.
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET enable_progress_bar = false")  # the CLI draws its own
+    # the file is normalised into a temp table before it is streamed out: keep that bounded
+    con.execute("SET memory_limit = '1GB'")
+    con.execute(f"SET temp_directory = '{_tmp_dir()}'")
     return con
+
+
+def _tmp_dir() -> str:
+    """DuckDB's spill folder for this process, removed when the process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f"vidlake-duckdb-{os.getpid()}")
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def csv_header(path: str) -> list[str]:
