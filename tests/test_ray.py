@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import s3_fixtures
 from click.testing import CliRunner
 
 from vidprom_lake import create_lake, synth
@@ -24,6 +25,10 @@ pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="needs the ray extra")
 
 N = 120
+moto_s3 = s3_fixtures.moto_s3
+s3_env = s3_fixtures.s3_env
+s3_client = s3_fixtures.s3_client
+s3_bucket = s3_fixtures.s3_bucket
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +136,22 @@ def test_worker_failure_is_reported_and_rerun_completes(cluster, lake, minilm) -
     rep = embed(lake, "minilm")  # the rerun (local engine) does only the missing rows
     assert rep.rows_todo == missing and rep.rows_done == missing
     _check_vectors(lake, minilm)
+
+
+def test_ray_job_on_s3_lake(cluster, s3_bucket, s3_client, tmp_path: Path, minilm) -> None:
+    """A Ray job against a lake on S3 (moto on 127.0.0.1): the driver writes, actors compute."""
+    from vidprom_lake import open_lake
+
+    uri = f"s3://{s3_bucket}/lake"
+    lake = create_lake(uri)
+    lake.ingest(str(synth.write_vidprom_csv(tmp_path / "p.csv", N, seed=5)))
+    res = CliRunner().invoke(main, ["--lake", uri, "embed", "--engine", "ray", "--workers", "2",
+                                    "--chunk-rows", "60", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)[0]
+    assert rep["rows_done"] == N and rep["chunks"] == 2
+    lake = open_lake(uri)
+    _check_vectors(lake, minilm)
+    assert lake.batch_info(rep["batch_id"]).provenance["engine"]["engine"] == "ray"
+    keys = s3_fixtures.list_keys(s3_client, s3_bucket, "lake/")
+    assert any(k.endswith(".lance") or "/data/" in k for k in keys)
