@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .render import dict_rows, emit, format_option
+from .render import dict_rows, emit, format_option, progress_bar
 
 
 def _lake(ctx: click.Context, as_of: str | None = None) -> Any:
@@ -101,19 +101,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, out_fmt:
 
 
 def _progress() -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn(),
-                    TimeRemainingColumn(), transient=False, disable=not sys.stderr.isatty())
+    return progress_bar()
 
 
 @click.command()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
 
-from .render import emit, format_option
+from .render import emit, format_option, progress_bar
 
 
 def _lake(ctx: click.Context) -> Any:
@@ -18,19 +17,7 @@ def _lake(ctx: click.Context) -> Any:
 
 
 def _progress(label: str) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("prompts"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    disable=not sys.stderr.isatty(), console=None)
+    return progress_bar(label, "prompts")
 
 
 @click.command()

@@ -96,3 +96,24 @@ def _rich(table: pa.Table, title: str | None, max_width: int) -> None:
 def dict_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"key": k, "value": json.dumps(v, default=str) if isinstance(v, dict | list) else str(v)}
             for k, v in d.items()]
+
+
+def progress_bar(label: str = "{task.description}", unit: str = "rows") -> Any:
+    """The one progress bar style of the CLI: on stderr, and only when stderr is a terminal.
+
+    `unit` is a rich text column template (it may use task fields, e.g. ``{task.fields[rate]}``).
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                    TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
+                    disable=not sys.stderr.isatty(), console=Console(stderr=True))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import click
 
-from .render import dict_rows, emit, format_option
+from .render import dict_rows, emit, format_option, progress_bar
 
 
 @contextmanager
@@ -17,21 +16,7 @@ def _progress() -> Iterator[Any]:
     """A rich progress bar on stderr (only on a terminal): clips done and bytes/s."""
     import time
 
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(SpinnerColumn(), TextColumn("scrape"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("clips {task.fields[rate]}"), TimeElapsedColumn(),
-                        TimeRemainingColumn(), disable=not sys.stderr.isatty(),
-                        console=Console(stderr=True))
+    progress = progress_bar("scrape", "clips {task.fields[rate]}")
     t0 = time.monotonic()
     with progress:
         task = progress.add_task("scrape", total=None, rate="")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import click
 
-from .render import dict_rows, emit, format_option
+from .render import dict_rows, emit, format_option, progress_bar
 
 
 def _lake(ctx: click.Context) -> Any:
@@ -21,20 +20,7 @@ def _lake(ctx: click.Context) -> Any:
 @contextmanager
 def _progress(label: str, unit: str) -> Iterator[Any]:
     """A rich progress bar on stderr (only on a terminal); yields a (done, total) callback."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                        TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
-                        disable=not sys.stderr.isatty(), console=Console(stderr=True))
+    progress = progress_bar(label, unit)
     with progress:
         task = progress.add_task(label, total=None)
 
