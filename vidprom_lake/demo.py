@@ -112,6 +112,7 @@ def build_demo(uri: str, *, fresh: bool = True,
     echo(f"building the demo lake at {root}")
     for title, step in steps(example_dir()):
         echo(f"  {title}: {step(lake)}")
+    echo(f"next: vidlake --lake {root} report -o report.html   (or: serve, stats, query, shell)")
     return summary(lake)
 
 
