@@ -335,3 +335,17 @@ def test_cli_ingest_query_and_compare_sources(tmp_path):
     res = r.invoke(main, ["--lake", lake_dir, "ingest", str(tmp_path / "m.csv"), "--format",
                           "nope"])
     assert res.exit_code != 0 and "miradata" in res.output
+
+
+def test_formats_are_detected(tmp_path):
+    """The three layouts are recognised from their contents, without --format."""
+    from seed_fixtures import write_mira, write_openvid, write_vidgen
+
+    from vidprom_lake.ingest import detect
+
+    assert detect(str(write_openvid(tmp_path / "OpenVid-1M.csv"))) == "openvid"
+    assert detect(str(write_vidgen(tmp_path / "VidGen_1M_video_caption.json"))) == "vidgen"
+    assert detect(str(write_mira(tmp_path / "miradata_v1_9k.csv"))) == "miradata"
+    plain = tmp_path / "plain.csv"
+    plain.write_text("video,caption\nx.mp4,a cat\n")
+    assert detect(str(plain)) == "csv"

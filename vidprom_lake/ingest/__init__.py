@@ -8,6 +8,7 @@ IngestReport``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,12 +166,24 @@ def detect(path: str) -> str:
     if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
     if name.endswith(".json"):
-        return "json" if head.lstrip().startswith(b"[") else "jsonl"
+        if head.lstrip().startswith(b"["):
+            # VidGen-1M: a list of {"vid": ..., "caption": ...}
+            first = head.lstrip()[1:].lstrip()
+            if first.startswith(b"{") and b'"vid"' in head and b'"caption"' in head:
+                return "vidgen"
+            return "json"
+        return "jsonl"
     if name.endswith((".csv", ".tsv")) or b"," in head.split(b"\n", 1)[0]:
         first = head.split(b"\n", 1)[0].decode("utf-8", "replace").lstrip("\ufeff").lower()
         cols = [c.strip().strip('"') for c in first.split(",")]
         if cols[:3] == ["uuid", "prompt", "time"]:
             return "vidprom"
+        names = {re.sub(r"[^0-9a-z]+", "_", c).strip("_") for c in cols}
+        if {"video", "caption"} <= names and names & {"aesthetic_score", "motion_score",
+                                                     "temporal_consistency_score"}:
+            return "openvid"
+        if {"video_id", "dense_caption"} <= names and names & {"start_frame", "short_caption"}:
+            return "miradata"
         return "csv"
     raise InputError(
         f"cannot tell the format; pass --format ({', '.join(sorted(formats()))})", path=path)
