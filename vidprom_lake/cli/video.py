@@ -104,8 +104,7 @@ def import_videos(ctx: click.Context, paths: tuple[str, ...], model: str | None,
     lake = _lake(ctx)
     with _progress("import", "files") as tick:
         report = run(lake, list(paths), model=model, mapping=mapping, chunk=chunk, verify=verify,
-                     thumbnails=not no_thumbnails, progress=tick,
-                     **({"source": source} if source else {}))
+                     thumbnails=not no_thumbnails, progress=tick, source=source or None)
     d = report.as_dict()
     if fmt == "table":
         emit(dict_rows(d), "table", title=f"import-videos {report.batch_id}")

@@ -168,8 +168,8 @@ def detect(path: str) -> str:
     if name.endswith(".json"):
         if head.lstrip().startswith(b"["):
             # VidGen-1M: a list of {"vid": ..., "caption": ...}
-            first = head.lstrip()[1:].lstrip()
-            if first.startswith(b"{") and b'"vid"' in head and b'"caption"' in head:
+            start = head.lstrip()[1:].lstrip()
+            if start.startswith(b"{") and b'"vid"' in head and b'"caption"' in head:
                 return "vidgen"
             return "json"
         return "jsonl"

@@ -89,6 +89,7 @@ def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> None:
                     workers=cfg.workers, log_level=cfg.log_level, access_log=cfg.access_log,
                     server_header=False, proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_S)
         return
+    assert app is not None  # built above when there is a single worker
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level,
                 access_log=cfg.access_log, server_header=False, proxy_headers=False,
                 timeout_keep_alive=KEEP_ALIVE_S)
