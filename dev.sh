@@ -18,16 +18,25 @@ setup() {
   if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt dev.sh ]; then
     return
   fi
-  python -m pip install -q --upgrade pip
+  local log="$VENV/setup.log"
+  echo "dev.sh: installing VidLake and its dependencies into $VENV (log: $log)" >&2
+  pip_q() {
+    if ! python -m pip install -q "$@" >>"$log" 2>&1; then
+      tail -30 "$log" >&2
+      echo "dev.sh: pip install $* failed (full log: $log)" >&2
+      exit 1
+    fi
+  }
+  pip_q --upgrade pip
   # An unpinned torch is a multi-GB CUDA build; without a GPU take the CPU wheel first.
   if ! python -c "import torch" >/dev/null 2>&1; then
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
-      python -m pip install -q "torch==2.13.0"
+      pip_q "torch==2.13.0"
     else
-      python -m pip install -q "torch==2.13.0" ${VIDLAKE_TORCH_INDEX:+--index-url "$VIDLAKE_TORCH_INDEX"}
+      pip_q "torch==2.13.0" ${VIDLAKE_TORCH_INDEX:+--index-url "$VIDLAKE_TORCH_INDEX"}
     fi
   fi
-  python -m pip install -q -e ".[all,dev]"
+  pip_q -e ".[all,dev]"
   touch "$stamp"
 }
 
