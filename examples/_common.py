@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,7 +18,9 @@ def lake_from_args(description: str) -> tuple[object, argparse.Namespace]:
     args, _ = ap.parse_known_args()
     if args.lake:
         return open_lake(args.lake), args
-    root = Path(tempfile.mkdtemp(prefix="vidlake-example-")) / "lake"
+    tmp = tempfile.mkdtemp(prefix="vidlake-example-")
+    atexit.register(shutil.rmtree, tmp, True)  # examples leave nothing behind
+    root = Path(tmp) / "lake"
     build_demo(str(root), echo=lambda s: None)
     print(f"(built the demo lake at {root})")
     return open_lake(str(root)), args

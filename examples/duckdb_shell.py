@@ -9,6 +9,7 @@ through the duckdb Python module with the very same script.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +20,9 @@ from _common import lake_from_args
 from vidprom_lake.sql import init_script
 
 lake, _ = lake_from_args(__doc__)
-init = Path(tempfile.mkdtemp(prefix="vidlake-sql-")) / "init.sql"
+tmp = tempfile.mkdtemp(prefix="vidlake-sql-")
+atexit.register(shutil.rmtree, tmp, True)  # examples leave nothing behind
+init = Path(tmp) / "init.sql"
 init.write_text(init_script(lake))  # the same text as `vidlake --lake LAKE sql-init`
 
 QUERIES = [

@@ -10,6 +10,8 @@ first (so the demo lake works too).
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -29,6 +31,7 @@ if lake.count("videos") == 0:
     from vidprom_lake.video.encode import EncodeParams, encode_mp4
 
     folder = Path(tempfile.mkdtemp(prefix="vidlake-clips-"))
+    atexit.register(shutil.rmtree, folder, True)  # examples leave nothing behind
     uuids = lake.query("SELECT uuid FROM prompts ORDER BY uuid LIMIT 8").column("uuid").to_pylist()
     rng = np.random.default_rng(0)
     for u in uuids:
