@@ -73,11 +73,6 @@ def _cut_tail(col: str, tail: str) -> str:
     return f"left({col}, length({col}) - coalesce(length({tail}), 0))"
 
 
-def clean_sql(col: str) -> str:
-    """`prompt_clean` as one scalar expression over `col` (for tests and one-off use)."""
-    return f"(SELECT {clean_expr(_cut_tail('_p', '_t'))} FROM (SELECT _p, {tail_sql('_p')} AS _t FROM (SELECT {col} AS _p)))"
-
-
 def clean_select(inner: str, col: str = "prompt") -> str:
     """SELECT *, prompt_clean, flags FROM (inner).
 
