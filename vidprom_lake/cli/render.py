@@ -117,3 +117,18 @@ def progress_bar(label: str = "{task.description}", unit: str = "rows") -> Any:
     return Progress(SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(),
                     TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
                     disable=not sys.stderr.isatty(), console=Console(stderr=True))
+
+
+def emit_report(summary: dict[str, Any], fmt: str, *, title: str, problems: list[Any],
+                word: str, key: str, limit: int, line: Any) -> None:
+    """A command's report: a key/value table plus the first `limit` problems on stderr, or one
+    JSON/CSV record with every problem under `key` (``problem.as_dict()``) for scripts."""
+    if fmt != "table":
+        emit([{**summary, key: [p.as_dict() for p in problems]}], fmt)
+        return
+    emit(dict_rows(summary), "table", title=title)
+    for p in problems[:limit]:
+        click.echo(f"{word}: {line(p)}" + (f" ({p.detail})" if p.detail else ""), err=True)
+    if len(problems) > limit:
+        click.echo(f"... {len(problems) - limit:,} more {word} "
+                   f"(--show-{word} N, or --format json)", err=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .render import dict_rows, emit, format_option, progress_bar
+from .render import emit_report, format_option, progress_bar
 
 
 @contextmanager
@@ -84,17 +84,8 @@ def scrape_videos(ctx: click.Context, paths: tuple[str, ...], model: str, limit:
     d = report.as_dict()
     title = ("scrape-videos plan" if plan else
              f"scrape-videos {report.batch_id or '(nothing to do)'}")
-    if fmt == "table":
-        emit(dict_rows(d), "table", title=title)
-        for f in report.failures[:show_failed]:
-            click.echo(f"failed: {f.uuid}: {f.filename}: {f.reason}"
-                       + (f" ({f.detail})" if f.detail else ""), err=True)
-        if len(report.failures) > show_failed:
-            click.echo(f"... {len(report.failures) - show_failed:,} more failed "
-                       "(--show-failed N, or --format json)", err=True)
-    else:
-        d["failures"] = [f.as_dict() for f in report.failures]
-        emit([d], fmt)
+    emit_report(d, fmt, title=title, problems=report.failures, word="failed", key="failures",
+                limit=show_failed, line=lambda f: f"{f.uuid}: {f.filename}: {f.reason}")
 
 
 def register(group: click.Group) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .render import dict_rows, emit, format_option, progress_bar
+from .render import dict_rows, emit, emit_report, format_option, progress_bar
 
 
 def _lake(ctx: click.Context) -> Any:
@@ -106,17 +106,9 @@ def import_videos(ctx: click.Context, paths: tuple[str, ...], model: str | None,
         report = run(lake, list(paths), model=model, mapping=mapping, chunk=chunk, verify=verify,
                      thumbnails=not no_thumbnails, progress=tick, source=source or None)
     d = report.as_dict()
-    if fmt == "table":
-        emit(dict_rows(d), "table", title=f"import-videos {report.batch_id}")
-        for r in report.rejected[:show_rejected]:
-            click.echo(f"rejected: {r.container}: {r.name}: {r.reason}"
-                       + (f" ({r.detail})" if r.detail else ""), err=True)
-        if len(report.rejected) > show_rejected:
-            click.echo(f"... {len(report.rejected) - show_rejected:,} more rejected "
-                       "(--show-rejected N, or --format json)", err=True)
-    else:
-        d["rejected_files"] = [r.as_dict() for r in report.rejected]
-        emit([d], fmt)
+    emit_report(d, fmt, title=f"import-videos {report.batch_id}", problems=report.rejected,
+                word="rejected", key="rejected_files", limit=show_rejected,
+                line=lambda r: f"{r.container}: {r.name}: {r.reason}")
 
 
 @click.command()
