@@ -37,6 +37,8 @@ setup() {
     fi
   fi
   pip_q -e ".[all,dev]"
+  # compile the ingest's cleaning kernels once (numba caches them), not in the first ingest
+  python -c "import pyarrow as pa; from vidprom_lake.ingest.normalise import normalise; normalise(pa.array(['a -ar 1:1']))" >>"$log" 2>&1
   touch "$stamp"
 }
 

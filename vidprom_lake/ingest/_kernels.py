@@ -1,0 +1,403 @@
+"""Compiled (numba) kernels behind `normalise`: one pass over a batch's UTF-8 bytes.
+
+Imported only by `vidprom_lake.ingest.normalise` when an ingest runs (numba is heavy). The
+functions are compiled once per install and cached next to this file (``cache=True``); they
+release the GIL, so batches can be normalised in threads beside DuckDB's parse and Lance's write.
+
+Byte-level rules (the documented semantics are in docs/ingest.md and `normalise`):
+white space is RE2's ``\\s`` = tab, newline, form feed, carriage return, space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# flag names in FLAG_NAMES order: ar, motion, gs, neg, camera, fps, seed
+_NAMES = np.frombuffer(b"armotiongsnegcamerafpsseed", dtype=np.uint8).copy()
+_NAME_OFF = np.array([0, 2, 8, 10, 13, 19, 22, 26], dtype=np.int64)
+_MESSAGE = np.frombuffer(b"message:", dtype=np.uint8).copy()
+_ATTACH = np.frombuffer(b"attachment", dtype=np.uint8).copy()
+_FONT = np.frombuffer(b"(font:", dtype=np.uint8).copy()
+# entities decoded in the SQL-era order; none can overlap another (all are `&...;`)
+_ENT = np.frombuffer(b"&quot;&#39;&#x27;&lt;&gt;&nbsp;&amp;", dtype=np.uint8).copy()
+_ENT_OFF = np.array([0, 6, 11, 17, 21, 25, 31, 36], dtype=np.int64)
+_ENT_REP = np.frombuffer(b"\"''<> &", dtype=np.uint8).copy()
+
+# flag slots in the output arrays
+AR, MOTION, GS, NEG, CAMERA, FPS, SEED = range(7)
+
+
+@njit(cache=True, inline="always")
+def _ws(b: int) -> bool:
+    return b == 32 or b == 9 or b == 10 or b == 12 or b == 13
+
+
+@njit(cache=True)
+def _zs_at(d, i, e) -> int:
+    """Byte length of the Unicode space separator (category Zs) at d[i], else 0.
+
+    Zs is what DuckDB's trim() removes: U+0020, U+00A0, U+1680, U+2000-U+200A, U+202F,
+    U+205F, U+3000 (tabs and newlines are kept).
+    """
+    c = d[i]
+    if c == 32:
+        return 1
+    if c == 0xC2:
+        return 2 if i + 1 < e and d[i + 1] == 0xA0 else 0
+    if i + 2 >= e:
+        return 0
+    c1 = d[i + 1]
+    c2 = d[i + 2]
+    if c == 0xE1:
+        return 3 if c1 == 0x9A and c2 == 0x80 else 0
+    if c == 0xE2:
+        if c1 == 0x80 and (0x80 <= c2 <= 0x8A or c2 == 0xAF):
+            return 3
+        return 3 if c1 == 0x81 and c2 == 0x9F else 0
+    if c == 0xE3:
+        return 3 if c1 == 0x80 and c2 == 0x80 else 0
+    return 0
+
+
+@njit(cache=True)
+def _trim(d, a, b):
+    """d[a:b] without leading and trailing space separators (DuckDB's trim)."""
+    while a < b:
+        k = _zs_at(d, a, b)
+        if k == 0:
+            break
+        a += k
+    while b > a:
+        if d[b - 1] == 32:
+            b -= 1
+        elif b - 2 >= a and _zs_at(d, b - 2, b) == 2:
+            b -= 2
+        elif b - 3 >= a and _zs_at(d, b - 3, b) == 3:
+            b -= 3
+        else:
+            break
+    return a, b
+
+
+@njit(cache=True, inline="always")
+def _lower(b: int) -> int:
+    return b + 32 if 65 <= b <= 90 else b
+
+
+@njit(cache=True)
+def _match_ci(d, i, e, lit) -> bool:
+    n = lit.shape[0]
+    if i + n > e:
+        return False
+    for k in range(n):  # noqa: SIM110 (nopython mode has no all() over a generator)
+        if _lower(d[i + k]) != lit[k]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _name_at(d, j, e, sep_space_only) -> int:
+    """Index of the flag name at d[j:] followed by white space (or exactly a space), else -1."""
+    for k in range(7):
+        a = _NAME_OFF[k]
+        ln = _NAME_OFF[k + 1] - a
+        if j + ln >= e:
+            continue
+        ok = True
+        for m in range(ln):
+            if d[j + m] != _NAMES[a + m]:
+                ok = False
+                break
+        if ok:
+            c = d[j + ln]
+            if (c == 32) if sep_space_only else _ws(c):
+                return k
+    return -1
+
+
+@njit(cache=True)
+def tail_start(d, s, e) -> int:
+    """Start of the Pika option tail: the first ``-name`` + white space at the start of the
+    text or after white space; -1 if there is none."""
+    for i in range(s, e):
+        if d[i] == 45 and (i == s or _ws(d[i - 1])) and _name_at(d, i + 1, e, False) >= 0:
+            return i
+    return -1
+
+
+@njit(cache=True)
+def _digits(d, i, e) -> int:
+    while i < e and 48 <= d[i] <= 57:
+        i += 1
+    return i
+
+
+@njit(cache=True)
+def _parse_int(d, a, b, limit):
+    """The integer of the digits d[a:b] if it is <= limit, else -1 (no value)."""
+    while a < b - 1 and d[a] == 48:
+        a += 1
+    if b - a > 19:
+        return -1
+    v = np.uint64(0)
+    for k in range(a, b):
+        v = v * np.uint64(10) + np.uint64(d[k] - 48)
+    if v > np.uint64(limit):
+        return -1
+    return np.int64(v)
+
+
+@njit(cache=True)
+def _parse_flags(d, p, e, row, spans, ints, has):
+    """Parse the tail d[p:e] into spans[row, slot] (value byte ranges) and ints[row, slot].
+
+    The tail is split on " -" (after a leading space is put before it); each flag takes the
+    first item that starts with its name and a space; its value is the rest of the item with
+    spaces trimmed (no value if that is empty). Numbers are read from the value's start.
+    """
+    found = np.zeros(7, dtype=np.bool_)
+    a = p + 1
+    while a <= e:
+        # item [a, b): up to the next " -" or the end
+        b = a
+        while b < e and not (d[b] == 32 and b + 1 < e and d[b + 1] == 45):
+            b += 1
+        k = _name_at(d, a, b, True)
+        if k >= 0 and not found[k]:
+            found[k] = True
+            vs = a + (_NAME_OFF[k + 1] - _NAME_OFF[k]) + 1
+            vs, ve = _trim(d, vs, b)
+            if ve > vs:
+                if k == 0:  # ar: digits \s* : \s* digits
+                    j = _digits(d, vs, ve)
+                    if j > vs:
+                        while j < ve and _ws(d[j]):
+                            j += 1
+                        if j < ve and d[j] == 58:
+                            j += 1
+                            while j < ve and _ws(d[j]):
+                                j += 1
+                            j2 = _digits(d, j, ve)
+                            if j2 > j:
+                                spans[row, AR, 0] = vs
+                                spans[row, AR, 1] = j2
+                elif k == 2:  # gs: digits (. digits)?
+                    j = _digits(d, vs, ve)
+                    if j > vs:
+                        if j + 1 < ve and d[j] == 46 and 48 <= d[j + 1] <= 57:
+                            j = _digits(d, j + 1, ve)
+                        spans[row, GS, 0] = vs
+                        spans[row, GS, 1] = j
+                elif k == 3 or k == 4:  # neg, camera: the text
+                    spans[row, k, 0] = vs
+                    spans[row, k, 1] = ve
+                else:  # motion, fps (int32), seed (int64)
+                    j = _digits(d, vs, ve)
+                    if j > vs:
+                        limit = 9223372036854775807 if k == 6 else 2147483647
+                        ints[row, k] = _parse_int(d, vs, j, limit)
+        if b >= e:
+            break
+        a = b + 2
+    has[row] = True
+
+
+@njit(cache=True)
+def _entities(src, a, b, dst) -> int:
+    o = 0
+    i = a
+    while i < b:
+        c = src[i]
+        if c == 38:
+            hit = -1
+            for k in range(7):
+                s0 = _ENT_OFF[k]
+                ln = _ENT_OFF[k + 1] - s0
+                if i + ln <= b:
+                    ok = True
+                    for m in range(1, ln):
+                        if src[i + m] != _ENT[s0 + m]:
+                            ok = False
+                            break
+                    if ok:
+                        hit = k
+                        break
+            if hit >= 0:
+                dst[o] = _ENT_REP[hit]
+                o += 1
+                i += _ENT_OFF[hit + 1] - _ENT_OFF[hit]
+                continue
+        dst[o] = c
+        o += 1
+        i += 1
+    return o
+
+
+@njit(cache=True)
+def _tags(src, n, dst) -> int:
+    """`<[^<>]{0,200}>` -> one space (200 characters, not bytes)."""
+    o = 0
+    i = 0
+    while i < n:
+        if src[i] == 60:
+            j = i + 1
+            chars = 0
+            while j < n and src[j] != 60 and src[j] != 62:
+                if (src[j] & 0xC0) != 0x80:
+                    chars += 1
+                    if chars > 200:
+                        break
+                j += 1
+            if j < n and src[j] == 62 and chars <= 200:
+                dst[o] = 32
+                o += 1
+                i = j + 1
+                continue
+        dst[o] = src[i]
+        o += 1
+        i += 1
+    return o
+
+
+@njit(cache=True)
+def _discord(src, n, dst) -> int:
+    """``message: <n> attachment(s)`` and ``(font: ...)`` (ASCII case-insensitive) -> a space."""
+    o = 0
+    i = 0
+    while i < n:
+        c = _lower(src[i])
+        if c == 109 and _match_ci(src, i, n, _MESSAGE):
+            j = i + 8
+            while j < n and _ws(src[j]):
+                j += 1
+            j2 = _digits(src, j, n)
+            if j2 > j:
+                j = j2
+                while j < n and _ws(src[j]):
+                    j += 1
+                if _match_ci(src, j, n, _ATTACH):
+                    j += 10
+                    if j < n and _lower(src[j]) == 115:
+                        j += 1
+                    dst[o] = 32
+                    o += 1
+                    i = j
+                    continue
+        elif c == 40 and _match_ci(src, i, n, _FONT):
+            j = i + 6
+            while j < n and src[j] != 41:
+                j += 1
+            if j < n:
+                dst[o] = 32
+                o += 1
+                i = j + 1
+                continue
+        dst[o] = src[i]
+        o += 1
+        i += 1
+    return o
+
+
+@njit(cache=True)
+def _spaces(src, a, b, dst, o) -> int:
+    """Trim, collapse white space, trim: src[a:b] -> dst[o:], returns the end.
+
+    A run of two or more white-space characters, or one tab/newline/CR/VT/FF/no-break space
+    with any white space after it, becomes one space (one left-to-right pass).
+    """
+    a, b = _trim(src, a, b)
+    start = o
+    i = a
+    while i < b:
+        c = src[i]
+        j = -1
+        if _ws(c) and i + 1 < b and _ws(src[i + 1]):
+            j = i + 2
+        elif c == 9 or c == 10 or c == 13 or c == 11 or c == 12:
+            j = i + 1
+        elif c == 0xC2 and i + 1 < b and src[i + 1] == 0xA0:
+            j = i + 2
+        if j >= 0:
+            while j < b and _ws(src[j]):
+                j += 1
+            dst[o] = 32
+            o += 1
+            i = j
+        else:
+            dst[o] = c
+            o += 1
+            i += 1
+    # trim what the collapse left at either end
+    lead, o = _trim(dst, start, o)
+    if lead > start:
+        n = o - lead
+        for k in range(n):
+            dst[start + k] = dst[lead + k]
+        o = start + n
+    return o
+
+
+@njit(cache=True, nogil=True)
+def normalise_batch(data, offsets, valid, want_flags):
+    """Clean text and flag fields for every row of a string array (see `normalise`)."""
+    n = offsets.shape[0] - 1
+    out = np.empty(max(offsets[n] - offsets[0], 1), dtype=np.uint8)
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    spans = np.full((n, 7, 2), -1, dtype=np.int64)
+    ints = np.full((n, 7), -1, dtype=np.int64)
+    has = np.zeros(n, dtype=np.bool_)
+    longest = 1
+    for r in range(n):
+        longest = max(longest, offsets[r + 1] - offsets[r])
+    buf1 = np.empty(longest, dtype=np.uint8)
+    buf2 = np.empty(longest, dtype=np.uint8)
+    o = 0
+    for r in range(n):
+        out_off[r] = o
+        if not valid[r]:
+            continue
+        s = offsets[r]
+        e = offsets[r + 1]
+        h = e
+        if want_flags:
+            p = tail_start(data, s, e)
+            if p >= 0:
+                _parse_flags(data, p, e, r, spans, ints, has)
+                h = p
+        special = False
+        for i in range(s, h):
+            c = data[i]
+            if c == 38 or c == 60 or c == 58:  # '&', '<', ':' (message:, (font:)
+                special = True
+                break
+        if special:
+            m = _entities(data, s, h, buf1)
+            m = _tags(buf1, m, buf2)
+            m = _discord(buf2, m, buf1)
+            o = _spaces(buf1, 0, m, out, o)
+        else:
+            o = _spaces(data, s, h, out, o)
+    out_off[n] = o
+    return out, out_off, spans, ints, has
+
+
+@njit(cache=True, nogil=True)
+def gather(data, spans):
+    """Concatenate data[spans[i,0]:spans[i,1]] (a start of -1 is no value) as Arrow buffers."""
+    n = spans.shape[0]
+    total = 0
+    for i in range(n):
+        if spans[i, 0] >= 0:
+            total += spans[i, 1] - spans[i, 0]
+    out = np.empty(max(total, 1), dtype=np.uint8)
+    off = np.zeros(n + 1, dtype=np.int64)
+    o = 0
+    for i in range(n):
+        a = spans[i, 0]
+        if a >= 0:
+            for k in range(a, spans[i, 1]):
+                out[o] = data[k]
+                o += 1
+        off[i + 1] = o
+    return out, off
