@@ -401,3 +401,34 @@ def gather(data, spans):
                 o += 1
         off[i + 1] = o
     return out, off
+
+
+@njit(cache=True, nogil=True)
+def map_put_first(slots_k, slots_v, slots_used, keys, vals, keep, prev):
+    """Open-addressing hash map (linear probing) of 64-bit key hashes -> 64-bit text hashes.
+
+    For each i with keep[i]: a new key is inserted with vals[i]; a key already there sets
+    prev[i] to its stored value and keep[i] to False. Returns how many keys were inserted.
+    The caller keeps the table under half full.
+    """
+    mask = slots_k.shape[0] - 1
+    umask = np.uint64(mask)
+    added = 0
+    for i in range(keys.shape[0]):
+        if not keep[i]:
+            continue
+        k = keys[i]
+        j = np.int64(k & umask)
+        while True:
+            if not slots_used[j]:
+                slots_used[j] = True
+                slots_k[j] = k
+                slots_v[j] = vals[i]
+                added += 1
+                break
+            if slots_k[j] == k:
+                prev[i] = slots_v[j]
+                keep[i] = False
+                break
+            j = (j + 1) & mask
+    return added
