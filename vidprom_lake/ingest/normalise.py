@@ -26,6 +26,25 @@ import pyarrow.compute as pc
 from ..schema import FLAGS_TYPE
 
 
+def warm_up_in_background() -> None:
+    """Import numba and load the compiled kernels in a thread (~1 s of imports and cache
+    loading), so that it overlaps DuckDB's parse instead of delaying the first batch."""
+    import threading
+
+    def warm() -> None:
+        try:
+            normalise(pa.array(["a -ar 1:1"]))
+            from ._kernels import map_put_first
+
+            map_put_first(np.zeros(2, np.uint64), np.zeros(2, np.uint64), np.zeros(2, bool),
+                          np.ones(1, np.uint64), np.ones(1, np.uint64), np.ones(1, bool),
+                          np.zeros(1, np.uint64))
+        except Exception:  # noqa: BLE001 (the first real call raises the same error, in place)
+            pass
+
+    threading.Thread(target=warm, name="vidlake-warm-kernels", daemon=True).start()
+
+
 def _string_array(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray | None) -> pa.Array:
     n = len(offsets) - 1
     large = int(offsets[-1]) >= 2**31

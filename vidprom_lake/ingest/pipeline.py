@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from ..errors import InputError
 from ..schema import NSFW_LABELS, PROMPTS_SCHEMA
 from .clean import ENTITY_RE, finish_clean, sha1_sql, uuid5_sql
-from .normalise import normalise
+from .normalise import normalise, warm_up_in_background
 
 if TYPE_CHECKING:
     import duckdb
@@ -325,6 +325,7 @@ def stream_new_rows(
     import duckdb
 
     sql = _full_sql(q)
+    warm_up_in_background()
     seen = _Seen(lake, q.con)
     file_keys = _FileKeys()
     try:
