@@ -311,6 +311,17 @@ def _spaces(src, a, b, dst, o) -> int:
     i = a
     while i < b:
         c = src[i]
+        # fast path: a byte that is no white space, or a single space before a non-space
+        if c > 32 and c != 0xC2:
+            dst[o] = c
+            o += 1
+            i += 1
+            continue
+        if c == 32 and (i + 1 >= b or not _ws(src[i + 1])):
+            dst[o] = c
+            o += 1
+            i += 1
+            continue
         j = -1
         if _ws(c) and i + 1 < b and _ws(src[i + 1]):
             j = i + 2
@@ -368,7 +379,8 @@ def normalise_batch(data, offsets, valid, want_flags):
         special = False
         for i in range(s, h):
             c = data[i]
-            if c == 38 or c == 60 or c == 58:  # '&', '<', ':' (message:, (font:)
+            # '&', '<', ':' (message:, (font:); one test rules out most bytes
+            if c <= 60 and (c == 38 or c == 60 or c == 58):
                 special = True
                 break
         if special:
