@@ -15,11 +15,17 @@ half `vc2`. Then starts `vidlake serve` in its own process and measures, with on
 * video first byte (a `Range: bytes=0-` request until its first body byte), p50/p99;
 
 side by side with the baseline: the same list and search answered by DuckDB SQL over the lake's
-views (`lake.query`, what a page would cost without the listing index). Then --clients
-concurrent clients (asyncio + httpx, a separate process) run a mix of list pages, searches,
-prompt pages, thumbnails and video ranges for --duration seconds: errors, p50/p99, throughput.
+views (`lake.query`, what a page would cost without the listing index). Then, against a second,
+freshly started server (so nothing the single client cached helps), --clients concurrent
+clients (one asyncio process; aiohttp, whose C parser costs ~0.25 ms of CPU a request where
+httpx costs ~3 ms, as much as the server) run a mix of list pages, searches, prompt pages,
+thumbnails and video ranges for --duration seconds: errors, p50/p99, throughput, the CPU
+of server and load generator, and how many pages came from the server's page cache (its
+``X-Cache`` header).
 
-Everything under --workdir is deleted afterwards unless --keep. Writes benchmarks/results/web.md.
+Everything under --workdir is deleted afterwards unless --keep (--reuse then reuses the lake and
+reports how long building it took). Writes benchmarks/results/web.md, keeping the hand-written
+notes below its ``<!-- findings:`` line.
 """
 
 from __future__ import annotations
@@ -490,8 +496,14 @@ def main() -> int:
     log: list[str] = []
     lake_dir = work / "lake"
     try:
+        built = work / "build-log.json"  # what building the lake took, kept for --reuse
         if not (a.reuse and lake_dir.exists()):
             lake_dir = build_lake(work, a.prompts, a.videos, log)
+            built.write_text(json.dumps({"at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+                                         "log": log}))
+        elif built.exists():
+            b = json.loads(built.read_text())
+            log = [f"(lake reused, built {b['at']})", *b["log"]]
         uuids, videos = sample_ids(lake_dir)
         base_url = f"http://127.0.0.1:{a.port}"
         t = time.perf_counter()

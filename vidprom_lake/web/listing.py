@@ -204,6 +204,7 @@ class Listing:
         self._model_masks: dict[str, np.ndarray] = {}
         self._masks = _LRU(24)
         self._perms = _LRU(4)
+        _release_memory()
         self.load_seconds = time.perf_counter() - t0
         self.nbytes = self.uuids.nbytes + self.previews.nbytes + sum(a.nbytes for a in (
             self.keys, self.key_pos, self.time_us, self.chars, self.nsfw, self.source_code,
@@ -465,6 +466,19 @@ def _read_columns(ds: Any, cols: dict[str, str]) -> pa.Table:
         # `left()` gives string views into the whole texts: copy the previews out
         batches.append(b.set_column(i, "preview", b.column(i).cast(pa.string())))
     return pa.Table.from_batches(batches, schema=schema)
+
+
+def _release_memory() -> None:
+    """Give back what reading the listing columns freed: Arrow's allocator and glibc's malloc
+    (Lance's) both keep freed memory for reuse, ~400 MB after reading 1.67M prompts, which a
+    long-running server would hold for nothing (RSS 1.06 GB -> 0.64 GB, measured)."""
+    pa.default_memory_pool().release_unused()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _as_list(values: pa.Array | pa.ChunkedArray | Sequence[str]) -> list[Any]:
