@@ -136,12 +136,13 @@ def create_app(gallery: Gallery, *, allowed_hosts: list[str] | None = None,
     """The ASGI app over `gallery`. `allowed_hosts` guards against DNS rebinding (a web page
     elsewhere pointing its own host name at 127.0.0.1 to read the gallery); None means the
     loopback names only, ``["*"]`` any. Rendered pages are kept (with their ETag) up to
-    `page_cache_bytes`; work that reads the lake or renders runs on worker threads, at most
-    `threads` at a time for pages and as many again for clips and thumbnails (see `_Work`)."""
+    `page_cache_bytes`. Searches run on at most `threads` worker threads, and so do reads when
+    the lake is on an object store (clip and thumbnail reads on as many again, so that they
+    never queue behind a search); everything else runs on the event loop (see `_Work`)."""
     env = _templates()
     pages = ByteLRU(page_cache_bytes)
-    work = _Work(threads)  # pages: searches, Lance takes, rendering
-    media = _Work(threads)  # clip and thumbnail reads: never queued behind a search
+    work = _Work(threads)  # searches; page builds that read an object store
+    media = _Work(threads)  # clip and thumbnail reads from an object store
     # A positioned read from a local lake costs ~0.06 ms (page cache): less than handing it to
     # a thread, which under load then waits ~5-20 ms for the GIL. From an object store a read
     # is a network round trip, so there it goes to a thread like the rest.
@@ -149,6 +150,14 @@ def create_app(gallery: Gallery, *, allowed_hosts: list[str] | None = None,
 
     async def read(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args) if local else await media.run(fn, *args)
+
+    async def chunks(it: Iterator[bytes]) -> AsyncIterator[bytes]:
+        if local:
+            for chunk in it:
+                yield chunk
+        else:
+            async for chunk in media.iterate(it):
+                yield chunk
 
     def render_html(request: Request, name: str, **ctx: Any) -> str:
         ctx.setdefault("lq", None)
@@ -277,7 +286,7 @@ def create_app(gallery: Gallery, *, allowed_hosts: list[str] | None = None,
             data = await read(gallery.read_video, ref, start, length)
             return Response(data, status_code=status, headers=headers,
                             media_type=ref.content_type)
-        return StreamingResponse(media.iterate(iter_file(ref.blob, start, length, close=False)),
+        return StreamingResponse(chunks(iter_file(ref.blob, start, length, close=False)),
                                  status_code=status, headers=headers,
                                  media_type=ref.content_type)
 
@@ -293,7 +302,7 @@ def create_app(gallery: Gallery, *, allowed_hosts: list[str] | None = None,
             return Response(status_code=304, headers=headers)
         return Response(data, media_type=ctype, headers=headers)
 
-    def health(request: Request) -> Response:
+    async def health(request: Request) -> Response:
         return Response("ok\n", media_type="text/plain")
 
     async def on_error(request: Request, exc: Exception) -> Response:
@@ -337,12 +346,14 @@ def create_app(gallery: Gallery, *, allowed_hosts: list[str] | None = None,
 
 
 class _Work:
-    """Runs blocking work (Lance reads, full-text search, rendering a page that is not in the
-    cache) on a few worker threads, off the event loop.
+    """Runs blocking work (a search; a read from an object store) on a few worker threads,
+    off the event loop.
 
-    A few, not Starlette's default 40: the work is CPU, Python's part of it holds the GIL, and
-    Lance runs its own thread pool; 40 runnable threads only take turns at the GIL while the
-    event loop (which answers every cached page, thumbnail and clip) waits its turn too."""
+    Only that: a search spends its time in Lance's Rust code, without the GIL, so the event
+    loop keeps answering meanwhile; Python work on a thread only takes turns at the GIL with
+    the event loop, and waits up to the switch interval (5 ms) each time it wants it back,
+    which under load made 0.06 ms reads take 5-20 ms (measured). And a few, not Starlette's
+    default 40, for the same reason."""
 
     def __init__(self, threads: int):
         self.threads = threads
