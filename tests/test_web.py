@@ -409,3 +409,166 @@ def _uuid5(text: str) -> str:
     import uuid
 
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, text))
+
+
+# ---------------------------------------------------------------------- serving from memory
+def test_list_rows_from_memory_match_the_lake(gallery) -> None:
+    """What a list row shows is read from the listing index, never from Lance per request:
+    it must say exactly what the lake holds."""
+    import numpy as np
+
+    from vidprom_lake.web.listing import PREVIEW_CHARS
+
+    n = gallery.listing.n
+    pos = [int(p) for p in np.random.default_rng(7).choice(n, size=min(n, 60), replace=False)]
+    rows = gallery.rows(pos)
+    t = gallery.lake.dataset("prompts").take(pos, columns=["uuid", "prompt", "time", "source",
+                                                           "unique_semantic"]).to_pylist()
+    assert [r["position"] for r in rows] == pos
+    for r, want in zip(rows, t, strict=True):
+        text = want["prompt"]
+        assert r["uuid"] == want["uuid"] and r["chars"] == len(text)
+        assert r["preview"] == (text if len(text) <= PREVIEW_CHARS
+                                else text[:PREVIEW_CHARS] + "…")
+        assert r["time"] == want["time"] and r["source"] == want["source"]
+        assert r["unique_semantic"] == want["unique_semantic"]
+        assert gallery.listing.position(want["uuid"]) == r["position"]
+
+
+def test_near_duplicates_index(gallery, glake: GalleryLake) -> None:
+    import numpy as np
+
+    listing = gallery.listing
+    kept = listing.position(glake.near_dups[0])
+    dups, total = listing.near_duplicates(kept)
+    assert dups == [listing.position(glake.near_dups[1])] and total == 1
+    for p in range(listing.n):  # the binary search agrees with a scan, for every prompt
+        assert listing.near_duplicates(p)[0] == np.flatnonzero(listing.dup_of == p).tolist()
+
+
+def test_full_text_by_row_address_equals_by_uuid(gallery) -> None:
+    """The search asks Lance for row addresses (no take of the hits' uuids); mapped to
+    positions they must be the rows the uuid path finds."""
+    assert gallery.listing.addressable
+    by_addr = gallery._full_text_search("dolphins", 100)
+    gallery.listing.addressable = False
+    try:
+        by_uuid = gallery._full_text_search("dolphins", 100)
+    finally:
+        gallery.listing.addressable = True
+    assert by_addr[0].size > 0
+    assert by_addr[0].tolist() == by_uuid[0].tolist()
+    assert by_addr[1].tolist() == by_uuid[1].tolist()
+
+
+def test_row_addresses_map_to_positions(gallery) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    ds = gallery.lake.dataset("prompts")
+    assert len(ds.get_fragments()) > 1  # the second fragment starts past the first's rows
+    t = ds.to_table(columns=["uuid"], with_row_address=True)
+    pos = gallery.listing.positions_of_addresses(t.column("_rowaddr"))
+    assert pos.tolist() == list(range(gallery.listing.n))
+    bad = pa.array([(999 << 32) | 0, (0 << 32) | 10**6], pa.uint64())
+    assert gallery.listing.positions_of_addresses(bad).tolist() == [-1, -1]
+    assert np.array_equal(gallery.listing.positions_of(t.column("uuid")), pos)
+
+
+def test_lake_with_deleted_rows_maps_search_hits_by_uuid(glake: GalleryLake,
+                                                         tmp_path: Path) -> None:
+    """Row addresses skip deleted rows' positions, so a lake with deletions searches by uuid;
+    positions and rows stay right."""
+    import shutil
+
+    import lance
+
+    from vidprom_lake import open_lake
+    from vidprom_lake.web import open_gallery
+
+    root = tmp_path / "lake"
+    shutil.copytree(glake.path, root)
+    lake = open_lake(str(root))
+    ds = lake.dataset("prompts")
+    gone = glake.uuids[3]
+    pred = f"uuid = '{gone}'"
+    frag = ds.get_fragment(ds.get_fragments()[0].fragment_id)
+    with lake.batch("delete", params={"uuid": gone}) as b:
+        b.stage("prompts", lance.LanceOperation.Delete([frag.delete(pred)], [], pred), ds.version)
+    g = open_gallery(str(root))
+    assert not g.listing.addressable
+    assert g.listing.position(gone) is None
+    after = glake.uuids[10]
+    p = g.listing.position(after)
+    assert p is not None and g.rows([p])[0]["uuid"] == after
+    assert g.lake.dataset("prompts").take([p], columns=["uuid"]).column(0)[0].as_py() == after
+    pos, _scores = g._full_text_search("dolphins", 100)
+    texts = g.lake.dataset("prompts").take(pos[pos >= 0], columns=["prompt"]).column(0)
+    assert pos.size and all("dolphins" in t.lower() for t in texts.to_pylist())
+
+
+def test_pages_are_cached_with_etags(gallery) -> None:
+    from starlette.testclient import TestClient
+
+    from vidprom_lake.web import create_app
+
+    app = create_app(gallery)
+    with TestClient(app, base_url=BASE) as c:
+        first = c.get("/?page=2&sort=longest")
+        assert first.status_code == 200 and first.headers["x-cache"] == "miss"
+        again = c.get("/?sort=longest&page=2")  # the same query, other order: the same page
+        assert again.headers["x-cache"] == "hit" and again.text == first.text
+        assert again.headers["etag"] == first.headers["etag"]
+        assert again.headers["cache-control"] == "no-cache"
+        r = c.get("/?page=2&sort=longest", headers={"If-None-Match": first.headers["etag"]})
+        assert r.status_code == 304 and not r.content
+        other = c.get("/?page=3&sort=longest")
+        assert other.headers["x-cache"] == "miss" and other.text != first.text
+        # thresholds that print alike in a URL are still different pages
+        a = c.get("/?max_toxicity=0.1231")
+        b = c.get("/?max_toxicity=0.1234")
+        assert a.headers["x-cache"] == "miss" and b.headers["x-cache"] == "miss"
+        for _ in range(2):  # errors are never cached
+            assert c.get("/?page=0").status_code == 400
+        assert app.state.pages.hits >= 1
+    with TestClient(create_app(gallery, page_cache_bytes=0), base_url=BASE) as c:
+        assert c.get("/?page=2").headers["x-cache"] == "miss"
+        assert c.get("/?page=2").headers["x-cache"] == "miss"
+
+
+def test_object_store_paths_use_worker_threads(gallery, glake: GalleryLake,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """From an object store the prompt page, thumbnails and clip reads run on worker threads
+    (a local lake reads inline); the answers are the same. Large ranges stream in chunks."""
+    from starlette.testclient import TestClient
+
+    from vidprom_lake.video import read_video
+    from vidprom_lake.web import app as web_app
+    from vidprom_lake.web import create_app
+
+    u = glake.video_uuids[0]
+    whole = read_video(gallery.lake, u, "pika")
+    monkeypatch.setattr(web_app.storage, "is_remote", lambda uri: True)
+    monkeypatch.setattr(web_app, "CHUNK", 4096)  # whole clips stream chunk by chunk
+    with TestClient(create_app(gallery), base_url=BASE) as c:
+        assert c.get(f"/p/{u}").status_code == 200
+        assert c.get(f"/thumb/{u}/pika").content[:3] == b"\xff\xd8\xff"
+        r = c.get(f"/video/{u}/pika")
+        assert r.status_code == 200 and r.content == whole
+        r = c.get(f"/video/{u}/pika", headers={"Range": "bytes=10-"})
+        assert r.status_code == 206 and r.content == whole[10:]
+        r = c.get(f"/video/{u}/pika", headers={"Range": "bytes=5-104"})
+        assert r.status_code == 206 and r.content == whole[5:105]
+        assert c.get("/?q=dolphins").status_code == 200
+        assert c.get(f"/p/{glake.uuids[0]}x").status_code == 404
+
+
+def test_iter_file_can_leave_the_file_open() -> None:
+    import io
+
+    from vidprom_lake.web.ranges import iter_file
+
+    f = io.BytesIO(b"0123456789")
+    assert b"".join(iter_file(f, 2, 5, chunk=2, close=False)) == b"23456"
+    assert not f.closed
+    assert b"".join(iter_file(f, 0, 3, chunk=2)) == b"012" and f.closed

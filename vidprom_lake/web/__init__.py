@@ -35,12 +35,13 @@ def open_gallery(uri: str | None = None, *, as_of: str | None = None,
     return Gallery(pin(uri or _default_uri(), as_of), column=column, progress=progress)
 
 
-def create_app(gallery: Gallery, *, allowed_hosts: list[str] | None = None) -> Starlette:
-    """The ASGI application over `gallery` (see `app.create_app`)."""
+def create_app(gallery: Gallery, *, allowed_hosts: list[str] | None = None,
+               **options: Any) -> Starlette:
+    """The ASGI application over `gallery` (see `app.create_app` for `options`)."""
     _require()
     from .app import create_app as _create
 
-    return _create(gallery, allowed_hosts=allowed_hosts)
+    return _create(gallery, allowed_hosts=allowed_hosts, **options)
 
 
 def _default_uri() -> str:

@@ -1,27 +1,30 @@
-"""The gallery's listing index: a few numeric columns of every prompt, held in memory.
+"""The gallery's listing index: what the list pages show and filter on, held in memory.
 
 Paging through 1.67M prompts newest-first with six NSFW thresholds, a date range and a
-model filter must answer in well under 150 ms on two cores, many times a second. A DuckDB
-top-N over the Lance tables reads the filter columns of every row plus the text of the
-candidates on each request (0.5-1.4 s at 1.67M rows, measured), so the server instead reads,
-once at start and through `Lake.dataset` (the pinned Lance datasets; nothing else), the
-columns the list filters and sorts on:
+model filter must answer in well under 150 ms on two cores, many times a second, also with
+dozens of clients at once. A DuckDB top-N over the Lance tables reads the filter columns of
+every row plus the text of the candidates on each request (0.5-1.4 s at 1.67M rows,
+measured), and even a Lance ``take`` of one page's 48 rows costs ~20 ms of CPU (random rows,
+a dozen columns). So the server reads, once at start and through `Lake.dataset` (the pinned
+Lance datasets; nothing else), the columns a list page filters on, sorts by and shows:
 
-    time, length(prompt), six NSFW scores, source, dedup status, dup_of, a 64-bit key per uuid,
-    and per video: its prompt and model
+    uuid, time, length(prompt), the first 400 characters of the prompt, six NSFW scores,
+    source, dedup status, dup_of, and per video: its prompt and model
 
-(about 60 bytes per prompt: ~100 MB at VidProM size, loaded in a few seconds). A request
-then becomes numpy work over these arrays (a boolean mask per filter set, cached, walked in
-a precomputed sort order until the page is full) plus one Lance ``take`` of the page's rows
-for display. Filters never reach any SQL: they are typed values compared with arrays.
+(about 100 bytes plus the preview per prompt: ~330 MB at VidProM size, loaded in a few
+seconds). A request then becomes numpy work over these arrays (a boolean mask per filter
+set, cached, walked in a precomputed sort order until the page is full) plus Arrow ``take``s
+of the page's uuids and previews: no Lance read at all. Filters never reach any SQL: they are
+typed values compared with arrays.
 
 Rows are addressed by their *position* in the pinned prompts dataset (what `take` accepts).
-The key of a uuid is Polars' 64-bit hash of the string; a lookup checks the uuid of the row
-it lands on, so a hash collision can never show the wrong prompt.
+A uuid is found through Polars' 64-bit hash of the string, and the row it lands on is checked
+against the uuid held in memory, so a hash collision can never show the wrong prompt.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -42,7 +45,11 @@ if TYPE_CHECKING:
 
 NULL_TIME = np.iinfo(np.int64).min
 DEDUP_CODES = {"unique": 1, "duplicate": 0, "unscored": -1}
+_DEDUP_VALUE = {1: True, 0: False, -1: None}
 SCAN_BLOCK = 65_536
+#: Characters of each prompt held in memory for the list pages (longer prompts end in "…").
+PREVIEW_CHARS = 400
+_READ_BATCH = 65_536
 
 
 def uuid_keys(values: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
@@ -63,6 +70,10 @@ class _LRU:
         self.size = size
         self._d: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._d
 
     def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
         with self._lock:
@@ -122,14 +133,25 @@ class Listing:
         prompts = lake.dataset("prompts")
         names = set(prompts.schema.names)
         cols: dict[str, str] = {"uuid": "uuid", "time": "time", "chars": "length(prompt)",
-                                "source": "source"}
+                                "preview": f"left(prompt, {PREVIEW_CHARS})", "source": "source"}
         for c in (*NSFW_LABELS, "unique_semantic", "dup_of"):
             if c in names:
                 cols[c] = c
         say(f"reading the listing columns of {prompts.count_rows():,} prompts")
-        t = prompts.to_table(columns=cols)
+        frags = prompts.get_fragments()
+        t = _read_columns(prompts, cols)
         self.n = n = t.num_rows
-        keys = uuid_keys(t.column("uuid"))
+        self.uuids: pa.Array = t.column("uuid").combine_chunks()
+        # Row addresses (fragment id << 32 | row in fragment, what a Lance search can return
+        # instead of columns) map to positions by arithmetic while no fragment has deletions.
+        self._frag_ids = np.array([f.fragment_id for f in frags], np.int64)
+        rows = np.array([f.physical_rows for f in frags], np.int64)
+        self._frag_start = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+        self._frag_rows = rows
+        self.addressable = (bool(np.all(np.diff(self._frag_ids) > 0)) and int(rows.sum()) == n
+                            and all(f.metadata.deletion_file is None for f in frags))
+        self.previews: pa.Array = t.column("preview").combine_chunks()
+        keys = uuid_keys(self.uuids)
         order = np.argsort(keys, kind="stable")
         self.keys = keys[order]
         self.key_pos = order.astype(np.int32)
@@ -163,6 +185,10 @@ class Listing:
                 found = self.positions_of(d.filter(pa.array(valid)), verify=False)
                 self.dup_of[idx] = found
         del t
+        # the duplicates of each kept prompt, found by binary search (positions ascending)
+        has = np.flatnonzero(self.dup_of >= 0).astype(np.int32)
+        self._dups = has[np.argsort(self.dup_of[has], kind="stable")]
+        self._dups_of = self.dup_of[self._dups]
         say("sorting")
         # newest first; rows without a time come last in both orders
         self.by_newest = np.argsort(-np.where(self.time_us == NULL_TIME, np.iinfo(np.int64).min + 1,
@@ -174,22 +200,24 @@ class Listing:
         self.last_time = _to_dt(int(valid_t.max())) if valid_t.size else None
         say("indexing videos")
         self.videos = self._video_index()
+        self._position = functools.lru_cache(maxsize=1 << 16)(self._position_uncached)
         self._model_masks: dict[str, np.ndarray] = {}
         self._masks = _LRU(24)
         self._perms = _LRU(4)
+        _release_memory()
         self.load_seconds = time.perf_counter() - t0
-        self.nbytes = sum(a.nbytes for a in (
+        self.nbytes = self.uuids.nbytes + self.previews.nbytes + sum(a.nbytes for a in (
             self.keys, self.key_pos, self.time_us, self.chars, self.nsfw, self.source_code,
-            self.dedup, self.dup_of, self.by_newest, self.by_longest, self.videos.prompt_pos,
-            self.videos.model_code, self.videos.offset))
+            self.dedup, self.dup_of, self._dups, self._dups_of, self.by_newest, self.by_longest,
+            self.videos.prompt_pos, self.videos.model_code, self.videos.offset))
 
     # ------------------------------------------------------------------ lookups
     def positions_of(self, uuids: pa.Array | pa.ChunkedArray | Sequence[str], *,
                      verify: bool = True) -> np.ndarray:
         """Row positions of `uuids` (-1 where the lake has no such prompt).
 
-        With `verify`, each hit is confirmed by reading the row's uuid (one `take`), so even a
-        64-bit hash collision cannot map a uuid to another prompt."""
+        With `verify`, each hit is confirmed against the row's uuid (held in memory), so even
+        a 64-bit hash collision cannot map a uuid to another prompt."""
         keys = uuid_keys(uuids)
         lo = np.searchsorted(self.keys, keys, "left")
         hi = np.searchsorted(self.keys, keys, "right")
@@ -200,23 +228,76 @@ class Listing:
         want = _as_list(uuids)
         if multi.size:  # several uuids share a key: compare the strings
             for i in multi:
-                cands = self.key_pos[lo[i]:hi[i]]
-                got = self.lake.dataset("prompts").take(np.sort(cands), columns=["uuid"])
-                for p, u in zip(np.sort(cands), got.column("uuid").to_pylist(), strict=True):
+                cands = np.sort(self.key_pos[lo[i]:hi[i]])
+                got = self.uuids.take(pa.array(cands)).to_pylist()
+                for p, u in zip(cands, got, strict=True):
                     if u == want[i]:
                         pos[i] = p
         if verify:
             check = np.flatnonzero(single)
             if check.size:
-                got = self.take(pos[check], ["uuid"]).column("uuid").to_pylist()
+                got = self.uuids.take(pa.array(pos[check])).to_pylist()
                 for j, u in zip(check, got, strict=True):
                     if u != want[j]:
                         pos[j] = -1
         return pos
 
+    def positions_of_addresses(self, addresses: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Positions of Lance row addresses (-1 for an address outside the pinned dataset).
+        Only when `addressable` (no deletions), where a position is the fragment's first
+        position plus the row's offset in it."""
+        assert self.addressable
+        a = np.asarray(addresses.to_numpy(zero_copy_only=False), np.uint64)
+        if self._frag_ids.size == 0:
+            return np.full(a.size, -1, np.int64)
+        frag = (a >> np.uint64(32)).astype(np.int64)
+        off = (a & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        i = np.clip(np.searchsorted(self._frag_ids, frag), 0, self._frag_ids.size - 1)
+        ok = (self._frag_ids[i] == frag) & (off < self._frag_rows[i])
+        return np.where(ok, self._frag_start[i] + off, -1)
+
     def position(self, uuid: str) -> int | None:
+        """The position of one uuid (None if the lake has no such prompt); the last 64k
+        lookups are remembered (one costs ~0.1 ms: the page just listed asks for its
+        thumbnails, a playing clip for range after range)."""
+        return self._position(uuid)
+
+    def _position_uncached(self, uuid: str) -> int | None:
         p = int(self.positions_of([uuid])[0])
         return p if p >= 0 else None
+
+    def display(self, positions: Sequence[int] | np.ndarray) -> list[dict[str, Any]]:
+        """What a list row shows of each prompt at `positions`, from memory alone: uuid,
+        preview (the first PREVIEW_CHARS characters, "…" when cut), chars, time, source,
+        unique_semantic (None when not deduplicated), nsfw_top (the highest-scoring NSFW
+        category and its score; unscored counts as 0) and position."""
+        pos = np.asarray(positions, np.int64)
+        if pos.size == 0:
+            return []
+        idx = pa.array(pos)
+        uuids = self.uuids.take(idx).to_pylist()
+        previews = self.previews.take(idx).to_pylist()
+        chars = self.chars[pos].tolist()
+        times = self.time_us[pos].tolist()
+        sources = self.source_code[pos].tolist()
+        dedup = self.dedup[pos].tolist()
+        nsfw = self.nsfw[:, pos]
+        top = np.argmax(nsfw, axis=0).tolist()
+        top_score = nsfw[top, np.arange(pos.size)].tolist()
+        out = []
+        for j, p in enumerate(pos.tolist()):
+            text = previews[j] or ""
+            out.append({
+                "uuid": uuids[j],
+                "preview": text + "…" if chars[j] > PREVIEW_CHARS else text,
+                "chars": chars[j],
+                "time": None if times[j] == NULL_TIME else _to_dt(times[j]),
+                "source": self.sources[sources[j]],
+                "unique_semantic": _DEDUP_VALUE[dedup[j]],
+                "nsfw_top": (NSFW_LABELS[top[j]], top_score[j]),
+                "position": p,
+            })
+        return out
 
     def take(self, positions: Sequence[int] | np.ndarray, columns: list[str]) -> pa.Table:
         """Rows at `positions` of the pinned prompts dataset, in the order given."""
@@ -338,8 +419,9 @@ class Listing:
 
     def near_duplicates(self, pos: int, limit: int = 50) -> tuple[list[int], int]:
         """Prompts that the last dedup marked as duplicates of the one at `pos`."""
-        hits = np.flatnonzero(self.dup_of == pos)
-        return [int(x) for x in hits[:limit]], int(hits.size)
+        lo = int(np.searchsorted(self._dups_of, pos, "left"))
+        hi = int(np.searchsorted(self._dups_of, pos, "right"))
+        return self._dups[lo:min(hi, lo + limit)].tolist(), hi - lo
 
     def nsfw_of(self, pos: int) -> dict[str, float]:
         return {k: float(self.nsfw[i, pos]) for i, k in enumerate(NSFW_LABELS)}
@@ -370,6 +452,33 @@ class Listing:
         # a model name sorts the grid links; keep the dictionary order stable by name
         return VideoIndex(models, pos[order].astype(np.int32), code[order], offsets[order],
                           per_model, orphans)
+
+
+def _read_columns(ds: Any, cols: dict[str, str]) -> pa.Table:
+    """`cols` of every row of `ds`, read batch by batch so that only one batch of full prompt
+    texts is in memory at a time (the preview is copied out of each)."""
+    scanner = ds.scanner(columns=cols, batch_size=_READ_BATCH)
+    schema = scanner.projected_schema
+    i = schema.get_field_index("preview")
+    schema = schema.set(i, pa.field("preview", pa.string()))
+    batches = []
+    for b in scanner.to_batches():
+        # `left()` gives string views into the whole texts: copy the previews out
+        batches.append(b.set_column(i, "preview", b.column(i).cast(pa.string())))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _release_memory() -> None:
+    """Give back what reading the listing columns freed: Arrow's allocator and glibc's malloc
+    (Lance's) both keep freed memory for reuse, ~400 MB after reading 1.67M prompts, which a
+    long-running server would hold for nothing (RSS 1.06 GB -> 0.64 GB, measured)."""
+    pa.default_memory_pool().release_unused()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _as_list(values: pa.Array | pa.ChunkedArray | Sequence[str]) -> list[Any]:

@@ -85,8 +85,9 @@ def if_range_allows(header: str | None, etag: str) -> bool:
     return header.strip() == etag
 
 
-def iter_file(f: Any, start: int, length: int, chunk: int = CHUNK) -> Iterator[bytes]:
-    """Read `length` bytes of `f` from `start`, in chunks; closes `f` at the end.
+def iter_file(f: Any, start: int, length: int, chunk: int = CHUNK, *, close: bool = True
+              ) -> Iterator[bytes]:
+    """Read `length` bytes of `f` from `start`, in chunks; closes `f` at the end if `close`.
 
     A Lance `BlobFile` reads each chunk with ``read_range`` (one positioned read, no
     read-ahead buffer); any other file object with seek/read."""
@@ -104,9 +105,8 @@ def iter_file(f: Any, start: int, length: int, chunk: int = CHUNK) -> Iterator[b
             left -= len(data)
             yield data
     finally:
-        close = getattr(f, "close", None)
-        if close is not None:
-            close()
+        if close and hasattr(f, "close"):
+            f.close()
 
 
 def sniff_video_type(head: bytes) -> str:

@@ -44,6 +44,8 @@ class ServeConfig:
     log_level: str = "warning"
     access_log: bool = False
     workers: int = 1
+    threads: int = 8  # per process, for blocking work (see web.app._Work)
+    page_cache_mb: int = 64  # rendered pages kept per process
 
 
 def build(cfg: ServeConfig, echo: Callable[[str], None] = print) -> Any:
@@ -58,7 +60,8 @@ def build(cfg: ServeConfig, echo: Callable[[str], None] = print) -> Any:
     echo(f"loaded {n.n:,} prompts and {len(n.videos.prompt_pos):,} videos in "
          f"{time.perf_counter() - t0:.1f} s (listing index {n.nbytes / 1e6:.0f} MB)")
     hosts = None if is_loopback(cfg.host) else ["*"]
-    return create_app(gallery, allowed_hosts=hosts)
+    return create_app(gallery, allowed_hosts=hosts, threads=cfg.threads,
+                      page_cache_bytes=cfg.page_cache_mb << 20)
 
 
 def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> None:
