@@ -272,3 +272,30 @@ def test_cli_video_to_stdout_and_info(setup, tmp_path, clips):
     info = json.loads(res.stdout)[0]
     assert info["video_id"] == f"pika-{uuids[2]}" and info["bytes"] == len(clips[2])
     assert "video" not in info and "thumbnail" not in info
+
+
+def test_index_verify_rejects_the_same_files_and_stores_the_same_metadata(setup, tmp_path, clips):
+    """--verify index --no-thumbnails decodes nothing, yet truncated, empty and garbage files
+    are still rejected (with FFmpeg's verdict), and the probe columns match the default."""
+    from vidprom_lake import create_lake
+    from vidprom_lake.video import import_videos
+
+    lake, uuids = setup
+    shard = _shard(tmp_path, uuids, clips)
+    fast = import_videos(lake, [shard], model="pika", verify="index", thumbnails=False)
+    assert fast.imported == 5
+    assert {(rj.name, rj.reason) for rj in fast.rejected} >= {
+        (f"pika-{uuids[5]}.mp4", "empty"), (f"pika-{uuids[6]}.mp4", "corrupt"),
+        (f"pika-{uuids[7]}.mp4", "not-video")}
+    assert len(fast.rejected) == 10
+    other = create_lake(tmp_path / "other")
+    other.ingest(tmp_path / "prompts-1.csv")
+    slow = import_videos(other, [shard], model="pika")
+    cols = ("video_id, codec, width, height, fps, num_frames, duration_s, bytes, sha256, "
+            "has_thumbnail")
+    got = lake.query(f"select {cols} from videos order by video_id").to_pylist()
+    want = other.query(f"select {cols} from videos order by video_id").to_pylist()
+    assert [{**g, "has_thumbnail": True} for g in got] == want
+    assert not any(g["has_thumbnail"] for g in got)
+    assert {(rj.name, rj.reason) for rj in slow.rejected} == {
+        (rj.name, rj.reason) for rj in fast.rejected}

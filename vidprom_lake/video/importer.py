@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..schema import VIDEOS_SCHEMA
-from .probe import FORMAT_HINTS, ProbeError, probe_bytes
+from .probe import FORMAT_HINTS, VERIFY_LEVELS, ProbeError, probe_bytes
 from .thumbs import thumbnail
 
 if TYPE_CHECKING:
@@ -332,16 +332,18 @@ def import_videos(
 
     `model` names the generator for every file (names ``{model}-{uuid}.mp4`` must agree); when
     None, it is taken from each file name or the mapping. Commits every `chunk` videos; a rerun
-    skips video_ids already present. `verify` is ``first-frame`` (demux all packets, decode the
-    first frame) or ``full`` (decode every frame).
+    skips video_ids already present. `verify` is ``first-frame`` (every sample present, the
+    first frame decodes), ``full`` (every frame decodes) or ``index`` (every sample present,
+    the first sample well framed, nothing decoded; with `thumbnails` the first frame is
+    decoded anyway, for the thumbnail). See `probe.probe_bytes`.
     """
     plist: list[str] = ([os.fspath(paths)] if isinstance(paths, str | os.PathLike)
                         else [os.fspath(p) for p in paths])
     paths = plist
     if not plist:
         raise InputError("no paths to import")
-    if verify not in ("first-frame", "full"):
-        raise InputError(f"verify must be first-frame or full, not {verify!r}")
+    if verify not in VERIFY_LEVELS:
+        raise InputError(f"verify must be one of {', '.join(VERIFY_LEVELS)}, not {verify!r}")
     if model is not None and not MODEL_RE.match(model):
         raise InputError(f"model {model!r} is not a valid model name (letters, digits, _.+-:/)")
     for p in plist:
@@ -417,14 +419,13 @@ def import_videos(
             data = m.read()
             yield m, uuid, vmodel, data
 
-    full = verify == "full"
     with lake.batch("import", source=plist[0] if len(plist) == 1 else f"{len(plist)} paths",
                     params={"paths": plist, "model": model, "mapping": os.fspath(mapping)
                             if mapping else None, "verify": verify, "chunk": chunk,
                             **({"source": source} if source else {})},
                     provenance=_provenance()) as b:
         report.batch_id = b.batch_id
-        probed = _probe_parallel(accepted(), full=full, thumbnails=thumbnails,
+        probed = _probe_parallel(accepted(), verify=verify, thumbnails=thumbnails,
                                  workers=workers or min(4, os.cpu_count() or 1))
         done = False
 
@@ -491,10 +492,13 @@ def import_videos(
     return report
 
 
-def _probe_one(data: bytes, name: str, full: bool, thumbnails: bool) -> tuple[Any, bytes | None]:
+def _probe_one(data: bytes, name: str, verify: str,
+               thumbnails: bool) -> tuple[Any, bytes | None]:
     ext = os.path.splitext(name)[1].lower()
+    if thumbnails and verify == "index":
+        verify = "first-frame"  # the thumbnail needs the first frame decoded anyway
     try:
-        pr = probe_bytes(data, full=full, format=FORMAT_HINTS.get(ext))
+        pr = probe_bytes(data, verify=verify, format=FORMAT_HINTS.get(ext))
     except ProbeError as exc:
         return exc, None
     thumb = thumbnail(pr.first_frame) if thumbnails else None
@@ -502,13 +506,13 @@ def _probe_one(data: bytes, name: str, full: bool, thumbnails: bool) -> tuple[An
     return pr, thumb
 
 
-def _probe_parallel(items: Iterator[tuple[_Member, str, str, bytes]], *, full: bool,
+def _probe_parallel(items: Iterator[tuple[_Member, str, str, bytes]], *, verify: str,
                     thumbnails: bool, workers: int) -> Iterator[tuple[Any, ...]]:
     """Probe in a small thread pool (FFmpeg releases the GIL while it decodes), in order,
     with a bounded look-ahead so memory stays at a few clips per worker."""
     if workers <= 1:
         for m, uuid, vmodel, data in items:
-            yield (m, uuid, vmodel, data, *_probe_one(data, m.name, full, thumbnails))
+            yield (m, uuid, vmodel, data, *_probe_one(data, m.name, verify, thumbnails))
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -517,7 +521,7 @@ def _probe_parallel(items: Iterator[tuple[_Member, str, str, bytes]], *, full: b
     with ThreadPoolExecutor(workers, thread_name_prefix="vidlake-probe") as ex:
         for m, uuid, vmodel, data in items:
             window.append((m, uuid, vmodel, data,
-                           ex.submit(_probe_one, data, m.name, full, thumbnails)))
+                           ex.submit(_probe_one, data, m.name, verify, thumbnails)))
             if len(window) >= 4 * workers:
                 m_, u_, v_, d_, fut = window.popleft()
                 yield (m_, u_, v_, d_, *fut.result())
@@ -539,7 +543,7 @@ def probe_clip(data: bytes, name: str, *, verify: str = "first-frame",
                thumbnails: bool = True) -> tuple[Any, bytes | None]:
     """Check one clip exactly as the import does (for other importers, e.g. the scraper):
     ``(Probe, thumbnail)``, or ``(ProbeError, None)`` when the bytes do not decode."""
-    return _probe_one(data, name, verify == "full", thumbnails)
+    return _probe_one(data, name, verify, thumbnails)
 
 
 def provenance() -> dict[str, Any]:
