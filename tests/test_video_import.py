@@ -297,6 +297,10 @@ def test_index_verify_rejects_the_same_files_and_stores_the_same_metadata(setup,
     want = other.query(f"select {cols} from videos order by video_id").to_pylist()
     assert [{**g, "has_thumbnail": True} for g in got] == want
     assert not any(g["has_thumbnail"] for g in got)
+    from vidprom_lake.errors import InputError
+
+    with pytest.raises(InputError, match="add --no-thumbnails"):
+        import_videos(lake, [shard], model="pika", verify="index")
     assert {(rj.name, rj.reason) for rj in slow.rejected} == {
         (rj.name, rj.reason) for rj in fast.rejected}
 

@@ -92,7 +92,7 @@ def generate(ctx: click.Context, model: str, fmt: str, **opts: Any) -> None:
               default="first-frame", show_default=True,
               help="Check every sample is present and decode the first frame (first-frame), "
                    "decode every frame (full), or decode nothing and check the first sample's "
-                   "framing (index; with --no-thumbnails only).")
+                   "framing (index; needs --no-thumbnails).")
 @click.option("--no-thumbnails", is_flag=True, help="Skip the JPEG previews.")
 @click.option("--show-rejected", type=int, default=50, show_default=True,
               help="How many rejected files to list.")

@@ -456,8 +456,8 @@ def import_videos(
     None, it is taken from each file name or the mapping. Commits every `chunk` videos; a rerun
     skips video_ids already present. `verify` is ``first-frame`` (every sample present, the
     first frame decodes), ``full`` (every frame decodes) or ``index`` (every sample present,
-    the first sample well framed, nothing decoded; with `thumbnails` the first frame is
-    decoded anyway, for the thumbnail). See `probe.probe_bytes`.
+    the first sample well framed, nothing decoded; needs ``thumbnails=False``, since a
+    thumbnail is made from the decoded first frame). See `probe.probe_bytes`.
     """
     plist: list[str] = ([os.fspath(paths)] if isinstance(paths, str | os.PathLike)
                         else [os.fspath(p) for p in paths])
@@ -466,6 +466,9 @@ def import_videos(
         raise InputError("no paths to import")
     if verify not in VERIFY_LEVELS:
         raise InputError(f"verify must be one of {', '.join(VERIFY_LEVELS)}, not {verify!r}")
+    if verify == "index" and thumbnails:
+        raise InputError("--verify index decodes nothing, but a thumbnail needs the first frame "
+                         "decoded: add --no-thumbnails, or use --verify first-frame")
     if model is not None and not MODEL_RE.match(model):
         raise InputError(f"model {model!r} is not a valid model name (letters, digits, _.+-:/)")
     for p in plist:
@@ -643,13 +646,11 @@ def import_videos(
 def _probe_one(data: bytes, name: str, verify: str,
                thumbnails: bool) -> tuple[Any, bytes | None]:
     ext = os.path.splitext(name)[1].lower()
-    if thumbnails and verify == "index":
-        verify = "first-frame"  # the thumbnail needs the first frame decoded anyway
     try:
         pr = probe_bytes(data, verify=verify, format=FORMAT_HINTS.get(ext))
     except ProbeError as exc:
         return exc, None
-    thumb = thumbnail(pr.first_frame) if thumbnails else None
+    thumb = thumbnail(pr.first_frame) if thumbnails and pr.first_frame is not None else None
     pr.first_frame = None
     return pr, thumb
 
