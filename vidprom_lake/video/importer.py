@@ -51,7 +51,7 @@ NAME_RE = re.compile(rf"^(?P<model>[A-Za-z0-9_.+]+(?:-[A-Za-z0-9_.+]+)*?)-(?P<uu
                      rf"\.(?:mp4|mov|webm|mkv|m4v)$")
 MODEL_RE = re.compile(r"^[A-Za-z0-9_.+:/-]{1,128}$")
 TAR_EXTS = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-ROWS_PER_BATCH = 32
+ROWS_PER_BATCH = 64
 
 #: Reasons a file is not imported, as they appear in reports.
 REASONS = ("hostile-name", "not-regular-file", "not-video", "bad-name", "model-mismatch",
