@@ -136,17 +136,17 @@ def run_fetch(url: str, lake_dir: Path, dl: Path) -> tuple[float, dict]:
 
 
 def main() -> None:
+    global WORK
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=1000, help="MB of video shards")
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--kb", type=int, default=400, help="clip size")
     ap.add_argument("--rate", type=float, default=50, help="MB/s of the throttled runs")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--workdir", default=str(WORK))
+    ap.add_argument("--workdir", default="/tmp/fetch-bench")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fetch.md"))
     args = ap.parse_args()
     args.load_start = os.getloadavg()
-    global WORK
     WORK = Path(args.workdir)
     os.environ["HF_HUB_OFFLINE"] = "0"
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
