@@ -192,8 +192,9 @@ def _tar_members(path: str) -> Iterator[_Member]:
     try:
         with open(path, "rb") as fh:
             compressed = fh.read(6).startswith(_COMPRESSED)
-        tf = tarfile.open(path, mode="r|*" if compressed else "r:")  # noqa: SIM115 (closed below)
-        fd = -1 if compressed else os.open(path, os.O_RDONLY)
+        seekable = not compressed and hasattr(os, "preadv")  # preadv: POSIX only
+        tf = tarfile.open(path, mode="r:" if seekable else "r|*")  # noqa: SIM115 (closed below)
+        fd = os.open(path, os.O_RDONLY) if seekable else -1
     except (tarfile.TarError, OSError) as exc:
         raise InputError(f"not a readable tar archive: {exc}", path=path) from None
     seen = 0
