@@ -116,7 +116,7 @@ def run_plain(url: str, files: list[str], cache: Path) -> float:
     return dt
 
 
-def run_fetch(url: str, lake_dir: Path, dl: Path) -> tuple[float, dict]:
+def run_fetch(url: str, lake_dir: Path, dl: Path, **kw: object) -> tuple[float, dict]:
     from vidprom_lake import create_lake
     from vidprom_lake.fetch import fetch
 
@@ -125,7 +125,7 @@ def run_fetch(url: str, lake_dir: Path, dl: Path) -> tuple[float, dict]:
     os.environ["HF_ENDPOINT"] = url
     lake = create_lake(lake_dir)
     t = time.perf_counter()
-    rep = fetch(lake, "vidprom", videos="ms", download_dir=str(dl))
+    rep = fetch(lake, "vidprom", videos="ms", download_dir=str(dl), **kw)
     dt = time.perf_counter() - t
     info = {"videos": sum(x.rows_added for x in rep.landed if x.kind == "videos"),
             "download_s": sum(x.seconds_download for x in rep.landed),
@@ -157,8 +157,11 @@ def main() -> None:
         build_s = time.perf_counter() - t
         sizes = {k: v.stat().st_size for k, v in files.items()}
         results = {}
-        for label, rate in (("local full speed", None), (f"throttled {args.rate:g} MB/s",
-                                                          args.rate * 1e6)):
+        fast = {"verify": "index", "thumbnails": False}
+        for label, rate, kw in (
+                ("local full speed", None, {}),
+                ("local full speed, `--no-thumbnails --verify index`", None, fast),
+                (f"throttled {args.rate:g} MB/s", args.rate * 1e6, {})):
             ctx = mp.get_context("spawn")  # lance is not fork-safe
             q: mp.Queue = ctx.Queue()
             proc = ctx.Process(target=serve, args=({k: str(v) for k, v in files.items()}, rate, q),
@@ -168,7 +171,7 @@ def main() -> None:
             plain, fetched, infos = [], [], []
             for _ in range(args.repeats):  # alternate so both see the same machine load
                 plain.append(run_plain(url, list(files), WORK / "hf-cache"))
-                dt, info = run_fetch(url, WORK / "lake", WORK / "downloads")
+                dt, info = run_fetch(url, WORK / "lake", WORK / "downloads", **kw)
                 fetched.append(dt)
                 infos.append(info)
             proc.terminate()
