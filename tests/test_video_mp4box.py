@@ -345,3 +345,29 @@ def test_index_verify_checks_framing_and_falls_back_to_ffmpeg(clip):
     bad[off + 4:off + int(t.sizes[0])] = bytes(int(t.sizes[0]) - 4)  # NAL payload zeroed
     assert _verdict(bytes(bad), "index") == _verdict_ffmpeg(bytes(bad))
     assert probe_bytes(clip, verify="index").method == "moov"
+
+
+def test_reused_decoder_gives_each_clip_its_own_verdict(clip):
+    """The decoder a thread reuses between clips of the same configuration is flushed: a
+    damaged first sample after a good clip gets the verdict it gets on its own, and the
+    next good clip decodes to its own first frame."""
+    from vidprom_lake.video import mp4box
+    from vidprom_lake.video.probe import probe_bytes
+
+    t = mp4box.read_movie(clip).video_track()
+    off, size = int(t.offsets[0]), int(t.sizes[0])
+    bad = bytearray(clip)
+    bad[off + 5:off + size] = bytes(size - 5)  # keep the NAL header, zero the slice data
+    bad = bytes(bad)
+    alone = _verdict_ffmpeg(bad)
+    other = make_mp4(n=8, seed=4)  # same encoder settings, so the same codec configuration
+    assert mp4box.read_movie(other).video_track().config == t.config
+    for _ in range(2):
+        first = probe_bytes(clip)
+        assert _verdict(bad) == alone
+        again = probe_bytes(other)
+        assert again.method == "moov"
+        want = probe_bytes(other, fast=False).first_frame.to_ndarray(format="rgb24")
+        assert np.array_equal(again.first_frame.to_ndarray(format="rgb24"), want)
+        assert np.array_equal(first.first_frame.to_ndarray(format="rgb24"),
+                              probe_bytes(clip, fast=False).first_frame.to_ndarray(format="rgb24"))
