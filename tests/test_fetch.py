@@ -328,6 +328,17 @@ def test_cli_plan_and_fetch(hub, tmp_path):
                                   "--shards", "1", "--format", "json"])
     assert [(x["path"], x["status"]) for x in json.loads(r.stdout)] == [
         ("VidProM_unique.csv", "skipped"), ("ms_videos/ms_videos_1.tar", "skipped")]
+    # import options reach the shard import: no thumbnails, the index check
+    r = CliRunner().invoke(main, ["--lake", lake_dir, "fetch", "vidprom", "--videos", "ms",
+                                  "--shards", "2", "--verify", "index", "--no-thumbnails"])
+    assert r.exit_code == 0, r.output
+    from vidprom_lake import open_lake
+
+    got = open_lake(lake_dir).query("select has_thumbnail, count(*) as n from videos "
+                                    "group by has_thumbnail order by has_thumbnail").to_pylist()
+    assert got == [{"has_thumbnail": False, "n": 2}, {"has_thumbnail": True, "n": 2}]
+    imports = [b for b in open_lake(lake_dir).log() if b.kind == "import"]
+    assert imports[-1].params["verify"] == "index"
     r = CliRunner().invoke(main, ["--lake", lake_dir, "fetch", "vidprom", "--shards", "1-2"])
     assert r.exit_code == 1 and "--shards needs --videos MODEL" in r.output
     hub.state.repos[REPO].gated = "auto"

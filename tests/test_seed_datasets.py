@@ -250,14 +250,42 @@ def test_corrupt_zip_is_named(seeded, tmp_path):
         import_videos(lake, [bad], source="openvid")
 
 
+def test_damaged_zip_member_is_rejected_and_the_rest_lands(seeded, tmp_path):
+    """A stored member whose bytes no longer match the zip's CRC-32 is reported as corrupt
+    (named), like a member cut off by a truncated archive; the other members land."""
+    lake, _, _ = seeded
+    from vidprom_lake.video import import_videos
+
+    names = [r[0] for r in OPENVID_ROWS]
+    clips = {f"OpenVid_part0/{names[0]}": make_mp4(n=4, w=32, h=32, seed=1),
+             f"OpenVid_part0/{names[1]}": make_mp4(n=4, w=32, h=32, seed=2)}
+    z = write_zip(tmp_path / "OpenVid_part0.zip", clips)
+    raw = bytearray(z.read_bytes())
+    at = raw.index(clips[f"OpenVid_part0/{names[1]}"]) + 100
+    raw[at] ^= 0xFF  # one flipped byte inside the second member
+    z.write_bytes(bytes(raw))
+    r = import_videos(lake, [z], source="openvid")
+    assert r.imported == 1
+    (bad,) = r.rejected
+    assert (bad.name, bad.reason) == (f"OpenVid_part0/{names[1]}", "corrupt")
+    assert "CRC-32" in bad.detail
+
+
 def test_zip_members_stream(tmp_path):
     from vidprom_lake.video.zips import ConcatFile, expand
 
     data = _clips(["a.mp4", "b.mp4"])
     pieces = split_file(write_zip(tmp_path / "x.zip", data), 4)
     (item,) = expand(pieces)
-    got = {name: read() for _, name, read, _ in item.members() if read}
+    got = {name: read() for _, name, read, _, _, _ in item.members() if read}
     assert got == data
+    # stored members are also read straight into a caller's buffer (CRC-checked)
+    into = {}
+    for _, name, _, _, size, readinto in item.members():
+        buf = bytearray(size)
+        readinto(memoryview(buf))
+        into[name] = bytes(buf)
+    assert into == data
     cf = ConcatFile([str(p) for p in pieces])
     whole = b"".join(p.read_bytes() for p in pieces)
     cf.seek(len(whole) - 30)

@@ -19,7 +19,7 @@ def test_encode_is_h264_yuv420p_faststart_and_probe_agrees():
 
     data = encode_mp4(make_frames(12, 80, 64), EncodeParams(fps=12, preset="ultrafast"))
     assert data.index(b"moov") < data.index(b"mdat")  # +faststart
-    p = probe_bytes(data, full=True)
+    p = probe_bytes(data, verify="full")
     assert (p.codec, p.width, p.height, p.num_frames) == ("h264", 80, 64, 12)
     assert p.fps == pytest.approx(12) and p.duration_s == pytest.approx(1.0, abs=0.01)
     with av.open(io.BytesIO(data)) as c:
@@ -80,7 +80,7 @@ def test_encode_probe_round_trip(n, w, h, fps):
     from vidprom_lake.video.probe import probe_bytes
 
     data = encode_mp4(make_frames(n, w, h, seed=n), EncodeParams(fps=fps, preset="ultrafast"))
-    p = probe_bytes(data, full=True)
+    p = probe_bytes(data, verify="full")
     assert p.num_frames == n
     assert (p.width, p.height) == (w + w % 2, h + h % 2)
     assert p.fps == pytest.approx(fps, rel=1e-3)

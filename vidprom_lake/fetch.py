@@ -715,12 +715,14 @@ def _host(url: str) -> str:
 
 # ---------------------------------------------------------------------- fetch
 def fetch(lake: Lake, dataset: str, *, progress: Progress | None = None,
-          check_disk: bool = True, token: str | None = None, **options: Any) -> FetchReport:
+          check_disk: bool = True, token: str | None = None, verify: str = "first-frame",
+          thumbnails: bool = True, **options: Any) -> FetchReport:
     """Download what `plan(...)` lists and import it into `lake` as it lands.
 
     Options are those of `plan` (embeddings, videos, shards, example, metadata_only, files,
     repo, revision, download_dir, keep_downloads). Downloads run in a background thread, one
-    file at a time, while the main thread imports the previous file.
+    file at a time, while the main thread imports the previous file. `verify` and
+    `thumbnails` are passed to `import_videos` for video shards.
     """
     t0 = time.perf_counter()
     prog = progress or Progress()
@@ -782,7 +784,7 @@ def fetch(lake: Lake, dataset: str, *, progress: Progress | None = None,
                 _verify_local(it, path)
             t = time.perf_counter()
             prog.note(f"importing {it.path} ...")
-            landed = _import(lake, fp, it, path)
+            landed = _import(lake, fp, it, path, verify=verify, thumbnails=thumbnails)
             landed.bytes_downloaded, landed.seconds_download = nbytes, dl_s
             landed.seconds_import = time.perf_counter() - t
             prog.note(f"{it.path}: {landed.rows_added:,} added, {landed.rows_updated:,} updated, "
@@ -807,12 +809,14 @@ def _verify_local(it: PlanItem, path: Path) -> None:
     _verify(it.remote(), path, sha, git)
 
 
-def _import(lake: Lake, fp: FetchPlan, it: PlanItem, path: Path) -> Landed:
+def _import(lake: Lake, fp: FetchPlan, it: PlanItem, path: Path, *, verify: str = "first-frame",
+            thumbnails: bool = True) -> Landed:
     landed = Landed(it.path, it.kind, "imported")
     if it.kind == "videos":
         from .video import import_videos
 
-        rep = import_videos(lake, [str(path)], model=it.model)
+        rep = import_videos(lake, [str(path)], model=it.model, verify=verify,
+                            thumbnails=thumbnails)
         landed.batch_id, landed.rows_added = rep.batch_id, rep.imported
         landed.already_in_lake, landed.rejected = rep.already_in_lake, len(rep.rejected)
         counts: dict[str, Any] = {"rows_added": 0, "videos_imported": rep.imported,

@@ -75,10 +75,15 @@ def _bars() -> Iterator[Any]:
 @click.option("--repo", default=None, help="Another Hub repo with the same layout.")
 @click.option("--revision", default="main", show_default=True, help="Branch, tag or commit.")
 @click.option("--no-disk-check", is_flag=True, help="Start even if free disk looks short.")
+@click.option("--verify", type=click.Choice(["index", "first-frame", "full"]),
+              default="first-frame", show_default=True,
+              help="How video shards are checked on import (see import-videos --verify).")
+@click.option("--no-thumbnails", is_flag=True, help="Import videos without JPEG previews.")
 @format_option()
 @click.pass_context
 def fetch(ctx: click.Context, dataset: str, fmt: str, plan_only: bool, no_disk_check: bool,
-          videos: tuple[str, ...], files: tuple[str, ...], **opts: Any) -> None:
+          videos: tuple[str, ...], files: tuple[str, ...], verify: str, no_thumbnails: bool,
+          **opts: Any) -> None:
     """Download DATASET's files from the Hugging Face Hub and import them into the lake.
 
     Only what is asked for is downloaded: the prompts CSV by default; video shards are imported
@@ -104,7 +109,8 @@ def fetch(ctx: click.Context, dataset: str, fmt: str, plan_only: bool, no_disk_c
 
     lake = open_lake(ctx.obj["lake_uri"], create=True)
     with _bars() as bars:
-        rep = f.fetch(lake, dataset, progress=bars, check_disk=not no_disk_check, **kw)
+        rep = f.fetch(lake, dataset, progress=bars, check_disk=not no_disk_check,
+                      verify=verify, thumbnails=not no_thumbnails, **kw)
     emit(rep.rows(compact=fmt == "table"), fmt, title=f"{rep.plan.repo}@{rep.plan.commit[:12]}")
     if fmt == "table":
         got = [x for x in rep.landed if x.status == "imported"]

@@ -88,8 +88,11 @@ def generate(ctx: click.Context, model: str, fmt: str, **opts: Any) -> None:
               help="Match members to that seed dataset's rows by clip id (file name).")
 @click.option("--chunk", type=click.IntRange(min=1), default=256, show_default=True,
               help="Videos per committed chunk.")
-@click.option("--verify", type=click.Choice(["first-frame", "full"]), default="first-frame",
-              show_default=True, help="Decode the first frame (all packets demuxed) or every frame.")
+@click.option("--verify", type=click.Choice(["index", "first-frame", "full"]),
+              default="first-frame", show_default=True,
+              help="Check every sample is present and decode the first frame (first-frame), "
+                   "decode every frame (full), or decode nothing and check the first sample's "
+                   "framing (index; needs --no-thumbnails).")
 @click.option("--no-thumbnails", is_flag=True, help="Skip the JPEG previews.")
 @click.option("--show-rejected", type=int, default=50, show_default=True,
               help="How many rejected files to list.")

@@ -2,11 +2,18 @@
 
 A VidProM shard (``pika_videos/pika_1.tar``) holds members named ``{model}-{uuid}.mp4``; other
 collections name files freely and come with a mapping CSV (``file,uuid[,model]``). Each member
-is read straight from the tar stream into memory, checked (name, known prompt uuid, not already
-in the lake), probed (every packet demuxed, the first frame decoded) and appended to the
-``videos`` table in chunks, each chunk a durable commit of one batch. Nothing touches the disk
-outside the lake, so hostile member names (``../x.mp4``, ``/etc/x.mp4``) are harmless, and are
-reported rather than imported, like empty, corrupt and non-video files and unknown uuids.
+is read straight from the archive into memory, checked (name, known prompt uuid, not already
+in the lake), probed (every sample present, the first frame decoded: see probe.py) and appended
+to the ``videos`` table in chunks, each chunk a durable commit of one batch. Nothing touches the
+disk outside the lake, so hostile member names (``../x.mp4``, ``/etc/x.mp4``) are harmless, and
+are reported rather than imported, like empty, corrupt and non-video files and unknown uuids.
+
+Where the bytes go: members of uncompressed tars, stored zip members and plain files are read
+with positional reads into reusable 64 MB slabs (`_Slabs`), hashed and probed there by a
+thread pool, and handed to Lance as Arrow arrays that point into the slab (no copy). A fresh
+`bytes` per clip plus Arrow's copy of every batch meant touching two new pages for every page
+of video, and on a virtual machine a first touch costs about as much as the copy itself.
+Compressed tars and deflated zip members are read as before, one `bytes` per member.
 """
 
 from __future__ import annotations
@@ -29,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..errors import InputError
-from ..schema import VIDEOS_SCHEMA
-from .probe import FORMAT_HINTS, ProbeError, probe_bytes
+from ..schema import VIDEO_BLOB_COLUMN, VIDEOS_SCHEMA
+from .probe import FORMAT_HINTS, VERIFY_LEVELS, ProbeError, probe_bytes
 from .thumbs import thumbnail
 
 if TYPE_CHECKING:
@@ -44,7 +51,7 @@ NAME_RE = re.compile(rf"^(?P<model>[A-Za-z0-9_.+]+(?:-[A-Za-z0-9_.+]+)*?)-(?P<uu
                      rf"\.(?:mp4|mov|webm|mkv|m4v)$")
 MODEL_RE = re.compile(r"^[A-Za-z0-9_.+:/-]{1,128}$")
 TAR_EXTS = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-ROWS_PER_BATCH = 32
+ROWS_PER_BATCH = 64
 
 #: Reasons a file is not imported, as they appear in reports.
 REASONS = ("hostile-name", "not-regular-file", "not-video", "bad-name", "model-mismatch",
@@ -93,12 +100,66 @@ class ImportReport:
         }
 
 
+class DamagedMember(Exception):
+    """A member's bytes cannot be read whole from its archive (cut off, checksum mismatch):
+    the member is rejected as corrupt and the import goes on."""
+
+
 @dataclass
 class _Member:
     container: str  # the shard or folder it came from
     name: str  # member name inside the container (posix, as stored)
     read: Callable[[], bytes] | None  # None when the member cannot be read (not a file)
     kind: str = "file"
+    size: int | None = None  # known length, for `readinto`
+    readinto: Callable[[memoryview], None] | None = None  # fills exactly `size` bytes
+
+
+class _Slabs:
+    """Reusable buffers that member bytes are read into (see the module docstring: why).
+
+    `place` hands out consecutive ranges of the current slab; a slab goes back to the free
+    list once every member placed in it has been written to Lance or rejected (`release`).
+    Members larger than `LARGEST` get their own `bytes` instead.
+    """
+
+    SIZE = 64 << 20
+    LARGEST = SIZE // 8
+
+    def __init__(self) -> None:
+        self.free: list[np.ndarray] = []
+        self.current: np.ndarray | None = None
+        self.pos = 0
+        self.users: dict[int, int] = {}  # id(slab) -> members placed and not yet released
+
+    def place(self, size: int) -> tuple[np.ndarray, int] | None:
+        import numpy as np
+
+        if size > self.LARGEST:
+            return None
+        if self.current is None or self.pos + size > self.SIZE:
+            self._retire()
+            self.current = self.free.pop() if self.free else np.empty(self.SIZE, np.uint8)
+            self.pos = 0
+            self.users[id(self.current)] = 0
+        start = self.pos
+        self.pos += size
+        self.users[id(self.current)] += 1
+        return self.current, start
+
+    def release(self, slab: np.ndarray) -> None:
+        key = id(slab)
+        self.users[key] -= 1
+        if self.users[key] == 0 and slab is not self.current:
+            del self.users[key]
+            self.free.append(slab)
+
+    def _retire(self) -> None:
+        cur = self.current
+        if cur is not None and self.users.get(id(cur)) == 0:
+            del self.users[id(cur)]
+            self.free.append(cur)
+        self.current = None
 
 
 # ---------------------------------------------------------------------- sources
@@ -120,30 +181,86 @@ def _is_tar(path: str) -> bool:
     return path.lower().endswith(TAR_EXTS)
 
 
+#: Leading bytes of the compressions tarfile reads (gzip, bzip2, xz) and of zstd.
+_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+
+
 def _tar_members(path: str) -> Iterator[_Member]:
-    """Stream a tar (optionally compressed) member by member; nothing is written to disk."""
+    """A tar member by member; nothing is written to disk. An uncompressed tar is walked
+    header by header and each member read with a positional read; a compressed one is
+    streamed."""
     try:
-        tf = tarfile.open(path, mode="r|*")  # noqa: SIM115 (closed by the `with` below)
+        with open(path, "rb") as fh:
+            compressed = fh.read(6).startswith(_COMPRESSED)
+        seekable = not compressed and hasattr(os, "preadv")  # preadv: POSIX only
+        tf = tarfile.open(path, mode="r:" if seekable else "r|*")  # noqa: SIM115 (closed below)
+        fd = os.open(path, os.O_RDONLY) if seekable else -1
     except (tarfile.TarError, OSError) as exc:
         raise InputError(f"not a readable tar archive: {exc}", path=path) from None
-    with tf:
-        try:
+    seen = 0
+    try:
+        with tf:
             for m in tf:
+                seen += 1
                 if m.isdir():
                     continue
-                if m.isfile():
-                    yield _Member(path, m.name, functools.partial(_read_member, tf, m))
-                else:
+                if not m.isfile():
                     kind = ("symlink" if m.issym() else "hard link" if m.islnk()
                             else "device/fifo")
                     yield _Member(path, m.name, None, kind)
-        except tarfile.TarError as exc:
+                elif fd < 0 or m.sparse is not None:
+                    yield _Member(path, m.name, functools.partial(_read_member, tf, m))
+                else:
+                    yield _Member(path, m.name, functools.partial(_pread, fd, m.offset_data,
+                                                                  m.size),
+                                  size=m.size, readinto=functools.partial(
+                                      _pread_into, fd, m.offset_data, m.size))
+    except tarfile.ReadError as exc:
+        # The archive ends inside the last member read (a cut download): that member was
+        # rejected as "cut off in the archive"; everything before it stands.
+        if not (seen and "unexpected end of data" in str(exc)):
             raise InputError(f"tar archive is damaged: {exc}", path=path) from None
+    except tarfile.TarError as exc:
+        raise InputError(f"tar archive is damaged: {exc}", path=path) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _read_member(tf: tarfile.TarFile, m: tarfile.TarInfo) -> bytes:
     fh = tf.extractfile(m)
-    return fh.read() if fh is not None else b""
+    if fh is None:
+        return b""
+    try:
+        return fh.read()
+    except tarfile.ReadError as exc:  # the stream ends inside this member
+        raise DamagedMember(f"cut off in the archive: {exc}") from None
+
+
+def _pread_into(fd: int, offset: int, size: int, view: memoryview) -> None:
+    done = 0
+    while done < size:
+        n = os.preadv(fd, [view[done:size]], offset + done)
+        if n <= 0:
+            raise DamagedMember(f"cut off in the archive: {done:,} of {size:,} bytes present")
+        done += n
+
+
+def _pread(fd: int, offset: int, size: int) -> bytes:
+    buf = bytearray(size)
+    _pread_into(fd, offset, size, memoryview(buf))
+    return bytes(buf)
+
+
+def _file_into(path: str, size: int, view: memoryview) -> None:
+    with open(path, "rb", buffering=0) as fh:
+        done = 0
+        while done < size:
+            n = fh.readinto(view[done:size])
+            if not n:
+                raise DamagedMember(f"the file shrank while it was read ({done:,} of "
+                                    f"{size:,} bytes)")
+            done += n
 
 
 def _folder_members(root: str) -> Iterator[_Member]:
@@ -162,15 +279,16 @@ def _folder_members(root: str) -> Iterator[_Member]:
             elif fn.lower().endswith(".zip"):
                 yield from _zip_members(full)
             else:
-                yield _Member(root, rel, Path(full).read_bytes)
+                yield _Member(root, rel, Path(full).read_bytes, size=st.st_size,
+                              readinto=functools.partial(_file_into, full, st.st_size))
 
 
 def _zip_members(item: Any) -> Iterator[_Member]:
     from .zips import ZipSource
 
     src = item if isinstance(item, ZipSource) else ZipSource([item])
-    for container, name, read, kind in src.members():
-        yield _Member(container, name, read, kind)
+    for container, name, read, kind, size, readinto in src.members():
+        yield _Member(container, name, read, kind, size, readinto)
 
 
 def iter_members(paths: Iterable[str | os.PathLike[str]]) -> Iterator[_Member]:
@@ -188,8 +306,10 @@ def iter_members(paths: Iterable[str | os.PathLike[str]]) -> Iterator[_Member]:
         elif _is_tar(path) or tarfile.is_tarfile(path):
             yield from _tar_members(path)
         else:
+            size = os.path.getsize(path)
             yield _Member(os.path.dirname(path) or ".", os.path.basename(path),
-                          Path(path).read_bytes)
+                          Path(path).read_bytes, size=size,
+                          readinto=functools.partial(_file_into, path, size))
 
 
 # ---------------------------------------------------------------------- mapping
@@ -306,9 +426,12 @@ def video_row(*, uuid: str, model: str, data: bytes, probe: Any, source: str,
     return row
 
 
-def rows_to_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
-    cols = {f.name: [r.get(f.name) for r in rows] for f in VIDEOS_SCHEMA}
-    return pa.RecordBatch.from_pydict(cols, schema=VIDEOS_SCHEMA)
+def rows_to_batch(rows: list[dict[str, Any]], video: pa.Array | None = None) -> pa.RecordBatch:
+    """``videos`` rows as one record batch; `video`, when given, is the blob column already
+    built (see `_rows_batch`)."""
+    arrays = [video if video is not None and f.name == VIDEO_BLOB_COLUMN
+              else pa.array([r.get(f.name) for r in rows], f.type) for f in VIDEOS_SCHEMA]
+    return pa.RecordBatch.from_arrays(arrays, schema=VIDEOS_SCHEMA)
 
 
 def import_videos(
@@ -332,16 +455,21 @@ def import_videos(
 
     `model` names the generator for every file (names ``{model}-{uuid}.mp4`` must agree); when
     None, it is taken from each file name or the mapping. Commits every `chunk` videos; a rerun
-    skips video_ids already present. `verify` is ``first-frame`` (demux all packets, decode the
-    first frame) or ``full`` (decode every frame).
+    skips video_ids already present. `verify` is ``first-frame`` (every sample present, the
+    first frame decodes), ``full`` (every frame decodes) or ``index`` (every sample present,
+    the first sample well framed, nothing decoded; needs ``thumbnails=False``, since a
+    thumbnail is made from the decoded first frame). See `probe.probe_bytes`.
     """
     plist: list[str] = ([os.fspath(paths)] if isinstance(paths, str | os.PathLike)
                         else [os.fspath(p) for p in paths])
     paths = plist
     if not plist:
         raise InputError("no paths to import")
-    if verify not in ("first-frame", "full"):
-        raise InputError(f"verify must be first-frame or full, not {verify!r}")
+    if verify not in VERIFY_LEVELS:
+        raise InputError(f"verify must be one of {', '.join(VERIFY_LEVELS)}, not {verify!r}")
+    if verify == "index" and thumbnails:
+        raise InputError("--verify index decodes nothing, but a thumbnail needs the first frame "
+                         "decoded: add --no-thumbnails, or use --verify first-frame")
     if model is not None and not MODEL_RE.match(model):
         raise InputError(f"model {model!r} is not a valid model name (letters, digits, _.+-:/)")
     for p in plist:
@@ -369,7 +497,9 @@ def import_videos(
     def reject(m: _Member, reason: str, detail: str = "") -> None:
         report.rejected.append(Rejected(m.container, m.name, reason, detail))
 
-    def accepted() -> Iterator[tuple[_Member, str, str, bytes]]:
+    slabs = _Slabs()
+
+    def accepted() -> Iterator[tuple[_Member, str, str, Any, Any]]:
         for m in members:
             report.files_seen += 1
             why = hostile(m.name)
@@ -414,17 +544,28 @@ def import_videos(
             if vid in existing:
                 report.already_in_lake += 1
                 continue
-            data = m.read()
-            yield m, uuid, vmodel, data
+            spot = (slabs.place(m.size) if m.readinto is not None and m.size is not None
+                    else None)
+            try:
+                if spot is not None and m.readinto is not None:
+                    data: Any = spot[0].data[spot[1]:spot[1] + (m.size or 0)]
+                    m.readinto(data)
+                else:
+                    data = m.read()
+            except DamagedMember as exc:
+                if spot is not None:
+                    slabs.release(spot[0])
+                reject(m, "corrupt", str(exc))
+                continue
+            yield m, uuid, vmodel, data, spot
 
-    full = verify == "full"
     with lake.batch("import", source=plist[0] if len(plist) == 1 else f"{len(plist)} paths",
                     params={"paths": plist, "model": model, "mapping": os.fspath(mapping)
                             if mapping else None, "verify": verify, "chunk": chunk,
                             **({"source": source} if source else {})},
                     provenance=_provenance()) as b:
         report.batch_id = b.batch_id
-        probed = _probe_parallel(accepted(), full=full, thumbnails=thumbnails,
+        probed = _probe_parallel(accepted(), verify=verify, thumbnails=thumbnails,
                                  workers=workers or min(4, os.cpu_count() or 1))
         done = False
 
@@ -440,38 +581,50 @@ def import_videos(
         def _chunk_batches() -> Iterator[pa.RecordBatch]:
             nonlocal done
             rows: list[dict[str, Any]] = []
+            spots: list[Any] = []
             n = 0
-            for m, uuid, vmodel, data, pr, thumb in probed:
+            for m, uuid, vmodel, data, spot, pr, thumb in probed:
                 if isinstance(pr, ProbeError):
+                    if spot is not None:
+                        slabs.release(spot[0])
                     reject(m, pr.reason, pr.detail)
                     continue
+                if rows and not _follows(spots[-1], spot, len(rows[-1]["video"])):
+                    yield _rows_batch(rows, spots)  # a batch is one run of slab bytes
+                    rows, spots = [], []
                 rows.append(video_row(
                     uuid=uuid, model=vmodel, data=data, probe=pr,
                     source=f"{m.container}:{m.name}",
                     params={"kind": "import", "container": m.container, "member": m.name,
                             "verify": verify}, batch_id=b.batch_id, thumb=thumb))
+                spots.append(spot)
+                written.append(spot)
                 report.imported += 1
                 report.bytes += len(data)
                 report.imported_ids.append(f"{vmodel}-{uuid}")
                 n += 1
                 if len(rows) >= ROWS_PER_BATCH:
-                    yield rows_to_batch(rows)
-                    rows = []
+                    yield _rows_batch(rows, spots)
+                    rows, spots = [], []
                 if n >= chunk:
                     break
             else:
                 done = True
             if rows:
-                yield rows_to_batch(rows)
+                yield _rows_batch(rows, spots)
 
         while not done:
             before = report.imported
+            written: list[Any] = []
             try:
                 b.append("videos", chunk_batches(), schema=VIDEOS_SCHEMA)
             except Exception:
                 if errors:
                     raise errors[0] from None
                 raise
+            for spot in written:  # Lance has written these bytes: their slabs may be reused
+                if spot is not None:
+                    slabs.release(spot[0])
             b.counts.update(rows_added=report.imported, already_in_lake=report.already_in_lake,
                             rejected=len(report.rejected), rejected_by_reason=report.by_reason())
             if report.imported > before:
@@ -491,39 +644,65 @@ def import_videos(
     return report
 
 
-def _probe_one(data: bytes, name: str, full: bool, thumbnails: bool) -> tuple[Any, bytes | None]:
+def _probe_one(data: bytes, name: str, verify: str,
+               thumbnails: bool) -> tuple[Any, bytes | None]:
     ext = os.path.splitext(name)[1].lower()
     try:
-        pr = probe_bytes(data, full=full, format=FORMAT_HINTS.get(ext))
+        pr = probe_bytes(data, verify=verify, format=FORMAT_HINTS.get(ext))
     except ProbeError as exc:
         return exc, None
-    thumb = thumbnail(pr.first_frame) if thumbnails else None
+    thumb = thumbnail(pr.first_frame) if thumbnails and pr.first_frame is not None else None
     pr.first_frame = None
     return pr, thumb
 
 
-def _probe_parallel(items: Iterator[tuple[_Member, str, str, bytes]], *, full: bool,
-                    thumbnails: bool, workers: int) -> Iterator[tuple[Any, ...]]:
-    """Probe in a small thread pool (FFmpeg releases the GIL while it decodes), in order,
-    with a bounded look-ahead so memory stays at a few clips per worker."""
+def _probe_parallel(items: Iterator[tuple[Any, ...]], *, verify: str, thumbnails: bool,
+                    workers: int) -> Iterator[tuple[Any, ...]]:
+    """Hash and probe in a small thread pool (hashlib and FFmpeg release the GIL), in order,
+    with a bounded look-ahead so memory stays at a few clips per worker. Items are tuples
+    whose first element is the member and fourth the bytes; the probe result and the
+    thumbnail are appended."""
     if workers <= 1:
-        for m, uuid, vmodel, data in items:
-            yield (m, uuid, vmodel, data, *_probe_one(data, m.name, full, thumbnails))
+        for item in items:
+            yield (*item, *_probe_one(item[3], item[0].name, verify, thumbnails))
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    window: deque[tuple[Any, ...]] = deque()
+    window: deque[tuple[tuple[Any, ...], Any]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="vidlake-probe") as ex:
-        for m, uuid, vmodel, data in items:
-            window.append((m, uuid, vmodel, data,
-                           ex.submit(_probe_one, data, m.name, full, thumbnails)))
+        for item in items:
+            window.append((item, ex.submit(_probe_one, item[3], item[0].name, verify,
+                                           thumbnails)))
             if len(window) >= 4 * workers:
-                m_, u_, v_, d_, fut = window.popleft()
-                yield (m_, u_, v_, d_, *fut.result())
+                done, fut = window.popleft()
+                yield (*done, *fut.result())
         while window:
-            m_, u_, v_, d_, fut = window.popleft()
-            yield (m_, u_, v_, d_, *fut.result())
+            done, fut = window.popleft()
+            yield (*done, *fut.result())
+
+
+def _follows(prev: Any, spot: Any, prev_len: int) -> bool:
+    """Whether `spot` (slab, start) starts where the previous member's bytes end."""
+    return (prev is None and spot is None) or (
+        prev is not None and spot is not None and prev[0] is spot[0]
+        and prev[1] + prev_len == spot[1])
+
+
+def _rows_batch(rows: list[dict[str, Any]], spots: list[Any]) -> pa.RecordBatch:
+    """The rows as a record batch; their video bytes, when they lie end to end in one slab,
+    become an Arrow array over the slab itself (no copy)."""
+    if spots[0] is None:
+        return rows_to_batch(rows)
+    import numpy as np
+
+    slab, start = spots[0]
+    offsets = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum([len(r["video"]) for r in rows], out=offsets[1:])
+    video = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(rows),
+        [None, pa.py_buffer(offsets), pa.py_buffer(slab[start:start + int(offsets[-1])])])
+    return rows_to_batch(rows, video=video)
 
 
 def _provenance() -> dict[str, Any]:
@@ -539,7 +718,7 @@ def probe_clip(data: bytes, name: str, *, verify: str = "first-frame",
                thumbnails: bool = True) -> tuple[Any, bytes | None]:
     """Check one clip exactly as the import does (for other importers, e.g. the scraper):
     ``(Probe, thumbnail)``, or ``(ProbeError, None)`` when the bytes do not decode."""
-    return _probe_one(data, name, verify == "full", thumbnails)
+    return _probe_one(data, name, verify, thumbnails)
 
 
 def provenance() -> dict[str, Any]:

@@ -3,8 +3,8 @@
 VidProM's Pika videos were downloaded from the attachments of the bot's replies. The Discord
 ingest keeps, per prompt, the bot reply's attachments in the prompt row's ``extra`` JSON (url,
 file name, size, content type); this module downloads the video attachment of each such prompt
-and imports it through the same checks as `import-videos` (`importer.probe_clip`: every packet
-demuxed, the first frame decoded, probe columns, thumbnail), committed in chunks of one batch.
+and imports it through the same checks as `import-videos` (`importer.probe_clip`: every sample
+present, the first frame decoded, probe columns, thumbnail), committed in chunks of one batch.
 
 Where the URLs come from:
 

@@ -13,11 +13,14 @@ rows, which gives the uuid. The video's ``model`` column is the source name.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
 import stat
+import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -117,33 +120,67 @@ class ZipSource:
                     if len(self.parts) > 1 else "not a readable zip archive")
             raise InputError(f"{what}: {exc}", path=self.parts[0]) from None
 
-    def members(self) -> Iterator[tuple[str, str, Callable[[], bytes] | None, str]]:
-        """(container, member name, reader or None, kind) in archive order."""
+    def raw(self) -> Any:
+        """A plain seekable file over the archive's bytes (the pieces laid end to end)."""
+        return ConcatFile(self.parts) if len(self.parts) > 1 else open(self.parts[0], "rb")  # noqa: SIM115
+
+    def members(self) -> Iterator[tuple[str, str, Callable[[], bytes] | None, str, int | None,
+                                        Callable[[memoryview], None] | None]]:
+        """(container, member name, reader or None, kind, size, readinto) in archive order.
+
+        Stored (uncompressed) members, as OpenVid's and VidGen's are, also come with their
+        size and a `readinto` that reads them straight from the archive into a caller's
+        buffer and checks their CRC-32; deflated members are read by `zipfile`.
+        """
         zf = self.open()
         container = self.label
-        with zf:
+        with zf, self.raw() as raw:
             infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
             for info in infos:
                 if info.is_dir():
                     continue
                 mode = info.external_attr >> 16
                 if mode and stat.S_ISLNK(mode):
-                    yield container, info.filename, None, "symlink"
+                    yield container, info.filename, None, "symlink", None, None
                 elif mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
-                    yield container, info.filename, None, "special file"
+                    yield container, info.filename, None, "special file", None, None
+                elif info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
+                    yield (container, info.filename, _reader(zf, info), "file", info.file_size,
+                           functools.partial(_stored_into, raw, info))
                 else:
-                    yield container, info.filename, _reader(zf, info, container), "file"
+                    yield container, info.filename, _reader(zf, info), "file", None, None
 
 
-def _reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, container: str) -> Callable[[], bytes]:
+def _reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], bytes]:
     def read() -> bytes:
+        from .importer import DamagedMember
+
         try:
             return zf.read(info)
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-            raise InputError(f"zip member {info.filename!r} is damaged: {exc}",
-                             path=container) from None
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, zlib.error) as exc:
+            raise DamagedMember(f"damaged in the zip: {exc}") from None
 
     return read
+
+
+def _stored_into(raw: Any, info: zipfile.ZipInfo, view: memoryview) -> None:
+    """Read a stored member's bytes into `view` (its exact length) and check its CRC-32."""
+    from .importer import DamagedMember
+
+    raw.seek(info.header_offset)
+    head = raw.read(30)
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        raise DamagedMember("damaged in the zip: bad local file header")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    raw.seek(info.header_offset + 30 + name_len + extra_len)
+    done, size = 0, info.file_size
+    while done < size:
+        n = raw.readinto(view[done:size])
+        if not n:
+            raise DamagedMember(f"cut off in the zip: {done:,} of {size:,} bytes present")
+        done += n
+    if zlib.crc32(view) != info.CRC:
+        raise DamagedMember("damaged in the zip: CRC-32 does not match")
 
 
 def is_zip_name(path: str) -> bool:
