@@ -413,7 +413,7 @@ class Lake:
             if failure:
                 raise failure[0] from None
             raise
-        frags = list(frags)  # type: ignore[arg-type]
+        frags = list(frags)
         return Written(table=table, uri=self.table_uri(table), fragments=tuple(frags),
                        rows=sum(int(f.physical_rows) for f in frags), read_version=ds.version)
 
