@@ -31,6 +31,17 @@ def _progress(label: str, unit: str) -> Iterator[Any]:
         yield tick
 
 
+class _InputPath(click.ParamType):
+    """A local path that must exist, or an ``s3://`` URI (checked when it is read)."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        if isinstance(value, str) and value.startswith("s3://"):
+            return value
+        return str(click.Path(exists=True).convert(value, param, ctx))
+
+
 @click.command()
 @click.option("--model", "-m", required=True,
               help="modelscope, text2video-zero, or diffusers:<hub id or local path>.")
@@ -82,7 +93,7 @@ def generate(ctx: click.Context, model: str, fmt: str, **opts: Any) -> None:
 
 
 @click.command(name="import-videos")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, required=True, type=_InputPath())
 @click.option("--model", "-m", default=None,
               help="Model of every video (names must be {model}-{uuid}.mp4); default: from names.")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False), default=None,

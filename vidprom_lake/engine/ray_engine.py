@@ -199,6 +199,7 @@ class WorkerPool:
             self.close()
             _raise_remote(exc, f"start-up of {cls.__name__}", engine.max_restarts)
         self.pids = {int(i["pid"]) for i in self.infos}
+        self.current = {i: int(info["pid"]) for i, info in enumerate(self.infos)}
         self.retries = 0
         engine.pools.add(self)
 
@@ -239,6 +240,7 @@ class WorkerPool:
             if pid not in self.pids:  # a restarted actor (a new process) answered
                 self.pids.add(pid)
                 self.retries += 1
+            self.current[i] = pid
             yield key, res
             submit(i)
             if not pending:  # the caller may have fed more while we were suspended
@@ -246,8 +248,8 @@ class WorkerPool:
                     submit(j)
 
     def worker_pids(self) -> list[int]:
-        ray = _ray()
-        return [int(p) for p in ray.get([a.pid.remote() for a in self.actors])]
+        """The actors' process ids as last seen (no call to the actors: they may be busy)."""
+        return [self.current[i] for i in sorted(self.current)]
 
     def close(self) -> None:
         ray = _ray()

@@ -50,9 +50,6 @@ class GenerateWorker:
                 "pipeline": type(self.pipe).__name__, "load_seconds": self.load_seconds,
                 "provenance": self.provenance}
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def run(self, part: list[tuple[str, str]], gp: Any, enc: Any, run_params: dict[str, Any],
             batch_id: str, bs: int) -> tuple[int, dict[str, Any]]:
         from .generate import _batches, _encode_row, call_pipeline, video_seed

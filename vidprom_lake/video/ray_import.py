@@ -151,9 +151,6 @@ class ImportWorker:
     def info(self) -> dict[str, Any]:
         return {"pid": os.getpid()}
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def run(self, piece: Piece, batch_id: str, duplicates: tuple[str, ...]) -> tuple[int, Any]:
         from ..lake import Written
 
