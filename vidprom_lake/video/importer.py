@@ -88,6 +88,7 @@ class ImportReport:
     engine: str | None = None  # "ray" when Ray workers imported (see ray_import.py)
     retries: int = 0  # restarted Ray workers that answered
     worker_cpu_seconds: float = 0.0  # CPU time the Ray workers spent importing
+    commit_seconds: float = 0.0  # the driver's time staging and committing workers' files
 
     def by_reason(self) -> dict[str, int]:
         return dict(Counter(r.reason for r in self.rejected))
@@ -107,7 +108,8 @@ class ImportReport:
             **({"source": self.source, "rows_without_videos": self.rows_without_videos}
                if self.source else {}),
             **({"engine": self.engine, "retries": self.retries,
-                "worker_cpu_seconds": round(self.worker_cpu_seconds, 3)}
+                "worker_cpu_seconds": round(self.worker_cpu_seconds, 3),
+                "commit_seconds": round(self.commit_seconds, 3)}
                if self.engine else {}),
         }
 

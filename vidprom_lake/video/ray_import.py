@@ -140,8 +140,13 @@ class ImportWorker:
 
     def __init__(self, lake_uri: str, uuids: Any, existing: Any, model: str | None,
                  mapping: Any, verify: str, thumbnails: bool, chunk: int) -> None:
-        from ..lake import Lake
+        import lance  # noqa: F401  (loaded once here, not inside the first piece's timing)
 
+        from ..lake import Lake
+        from . import _deps
+        from .thumbs import thumbnail  # noqa: F401
+
+        _deps.av()
         self.lake = Lake(lake_uri)
         self.uuids = uuids if not hasattr(uuids, "dtype") else _Sorted(uuids)
         self.existing = _Sorted(existing)
@@ -220,10 +225,12 @@ def import_on_ray(eng: Any, b: Batch, paths: list[str], report: ImportReport, *,
                 mapping.used |= res["used"]
             w = res["written"]
             if w is not None:
+                t0 = time.perf_counter()
                 b.add_written("videos", w)
                 b.counts.update(report.counts())
                 b.commit()
                 report.chunks += 1
+                report.commit_seconds += time.perf_counter() - t0
             landed.update(res["ids"])
             report.worker_cpu_seconds += res["cpu_seconds"]
             if progress:
