@@ -302,3 +302,50 @@ def test_generate_worker_killed_is_retried_without_duplicates(cluster, tmp_path:
     assert len(_videos(lake)) == 8
     info = open_lake(lake.uri).batch_info(rep.batch_id)
     assert info.status == "committed" and info.counts["rows_added"] == 8
+
+
+@pytest.mark.slow
+def test_generate_worker_failure_stops_on_whole_chunks_and_rerun_completes(
+        cluster, tmp_path: Path, tiny_ms) -> None:
+    from vidprom_lake.engine import get_engine
+    from vidprom_lake.engine.ray_engine import WorkerFailed
+    from vidprom_lake.video import generate
+
+    lake, _ = lake_with_prompts(tmp_path, n=12)
+    opts = {"checkpoint": str(tiny_ms), "limit": 6, "frames": 4, "steps": 2, "height": 32,
+            "width": 32, "chunk": 2}
+    eng = get_engine("ray", workers=1, max_restarts=0, max_task_retries=0)
+
+    def progress(done: int, total: int) -> None:
+        for pid in eng.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+
+    try:
+        with pytest.raises(WorkerFailed, match="rerun"):
+            generate(lake, "modelscope", engine=eng, progress=progress, **opts)
+    finally:
+        eng.shutdown()
+    landed = _videos(lake)
+    assert 0 < len(landed) < 6 and len(landed) % 2 == 0  # whole chunks only
+    assert open_lake(lake.uri).log()[-1].status == "failed"
+    rep = generate(open_lake(lake.uri), "modelscope", **opts)  # the rerun, local engine
+    assert rep.generated == 6 - len(landed) and rep.already_in_lake == len(landed)
+    assert len(_videos(lake)) == 6
+
+
+def test_pieces_a_shard_each_loose_files_by_chunk(tmp_path: Path, clips) -> None:
+    from vidprom_lake.video.ray_import import piece_members, plan_pieces
+
+    uuids = [r["uuid"] for r in synth.rows(20, seed=2)]
+    shards = _shards(tmp_path / "in", uuids[:12], clips)  # 2 shards
+    folder = tmp_path / "f"
+    (folder / "sub").mkdir(parents=True)
+    for i, u in enumerate(uuids[12:19]):
+        (folder / ("sub" if i % 2 else "") / f"pika-{u}.mp4").write_bytes(clips[0])
+    write_tar(folder / "inner.tar", {f"pika-{uuids[19]}.mp4": clips[1]})
+    pieces = plan_pieces([*shards, str(folder)], chunk=3)
+    kinds = [(p.kind, len(p.names)) for p in pieces]
+    assert kinds == [("paths", 1), ("paths", 1), ("entries", 1), ("entries", 3),
+                     ("entries", 3), ("entries", 1)]
+    names = [m.name for p in pieces for m in piece_members(p)]
+    assert len(names) == 20 and len(set(names)) == 20
