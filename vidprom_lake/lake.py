@@ -392,7 +392,8 @@ class Lake:
         (a Ray worker, with the same AWS variables) writes the files and hands the returned
         `Written` (picklable: fragment metadata only, no data) to the process that holds the
         batch, which stages it with `Batch.add_written` and commits it in one atomic Lance
-        append. Files nobody commits are never visible (Lance garbage, removed by cleanup).
+        append. Files nobody commits are never visible (Lance garbage: `cleanup_old_versions`
+        deletes them once they are 7 days old, or with ``delete_unverified=True``).
         Rows are checked against the table's schema on the way (a bad row names itself).
         """
         import lance.fragment
