@@ -148,11 +148,6 @@ class ImportWorker:
 
         _deps.av()
         self.lake = Lake(lake_uri)
-        import ray
-
-        # The arrays come as object refs inside a list: the actor fetches them itself (one
-        # copy per node in the object store), and the driver holds the refs for restarts.
-        uuids, existing = ray.get(uuids[0]), ray.get(existing[0])
         self.uuids = uuids if not hasattr(uuids, "dtype") else _Sorted(uuids)
         self.existing = _Sorted(existing)
         self.model, self.mapping, self.verify = model, mapping, verify
@@ -207,7 +202,7 @@ def import_on_ray(eng: Any, b: Batch, paths: list[str], report: ImportReport, *,
     uu: Any = uuids.arr if hasattr(uuids, "arr") else uuids
     ex = np.array(sorted(existing), dtype=str) if existing else np.array([], dtype="U1")
     remote = b.lake.uri.startswith("s3://") or any(p.startswith("s3://") for p in paths)
-    pool = eng.pool(ImportWorker, (b.lake.uri, [ray.put(uu)], [ray.put(ex)], model, mapping,
+    pool = eng.pool(ImportWorker, (b.lake.uri, ray.put(uu), ray.put(ex), model, mapping,
                                    verify, thumbnails, chunk), remote_storage=remote)
     try:
         feed: deque[tuple[int, tuple[Any, ...]]] = deque(
