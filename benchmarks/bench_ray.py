@@ -4,18 +4,19 @@
    `--threads` threads) vs a local Ray cluster with 2 actors of 1 torch thread each, side by side
    in one run. Ray's start-up (`ray.init`) is timed separately; both sides include their model
    load and every chunk commit.
-2. A simulated 6.69M-video import plan: per-clip CPU cost measured by a small real
-   `import_videos` of clips at the VidProM sizes, the driver's per-chunk commit cost measured by
-   a real Lance fragment-append commit, and an assumed object-storage bandwidth per worker;
-   estimated wall time on 8 / 32 / 128 workers and the bottleneck.
+2. A real `import-videos --engine ray` of a small shard set at the VidProM clip sizes, with
+   the inputs and the lake on local disk and then on S3 (moto on 127.0.0.1): the workers' CPU
+   per clip and the driver's commit per chunk, fed into a 6.69M-video plan on 8 / 32 / 128
+   workers (with an assumed object-storage bandwidth per worker) that names the bottleneck.
 
-    python benchmarks/bench_ray.py --prompts 20000 --clips 60
+    python benchmarks/bench_ray.py --prompts 20000 --shards 4 --per-shard 25
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import resource
 import shutil
@@ -88,73 +89,130 @@ def bench_embed(work: Path, n: int, threads: int, chunk_rows: int) -> dict:
     return out
 
 
-def measure_clip_cpu(work: Path, clips: int) -> dict:
-    """CPU seconds per clip of a real import (decode-verify, thumbnail, sha256, Lance blob write)."""
+SIZES = (("pika", 620, 512), ("t2vz", 390, 512), ("ms", 210, 256))  # VidProM classes
+
+
+def write_shards(work: Path, gen: str, kb: int, side: int, uuids: list[str], per: int) -> list[Path]:
     from bench_video import make_clip
 
-    from vidprom_lake import synth
-    from vidprom_lake.video import import_videos
-
-    per: dict[str, float] = {}
-    for gen, kb in (("t2vz", 390), ("pika", 620), ("ms", 210)):
-        lake = make_lake(work / f"imp-{gen}", clips)
-        uuids = [r["uuid"] for r in synth.rows(clips, seed=9)]
-        data = [make_clip(kb, s) for s in range(4)]
-        shard = work / f"{gen}.tar"
+    data = [make_clip(kb, s, side=side) for s in range(4)]
+    out = []
+    for k, s in enumerate(range(0, len(uuids), per)):
+        shard = work / "shards" / f"{gen}_{k + 1}.tar"
+        shard.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(shard, "w") as tf:
-            for i, u in enumerate(uuids):
-                b = data[i % len(data)]
+            for i, u in enumerate(uuids[s:s + per]):
+                b = data[(s + i) % len(data)]
                 info = tarfile.TarInfo(f"{gen}-{u}.mp4")
                 info.size = len(b)
                 tf.addfile(info, io.BytesIO(b))
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        out.append(shard)
+    return out
+
+
+def ray_import(lake, paths: list[str], workers: int) -> dict:
+    """One real `import_videos(..., engine=ray)`: wall, worker CPU and driver commit time."""
+    from vidprom_lake.engine import get_engine
+    from vidprom_lake.video import import_videos
+
+    eng = get_engine("ray", workers=workers)
+    try:
         t = time.perf_counter()
-        rep = import_videos(lake, [shard], model=gen)
+        rep = import_videos(lake, paths, engine=eng)
         wall = time.perf_counter() - t
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        assert rep.imported == clips, rep.as_dict()
-        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        per[gen] = cpu / clips
-        per[gen + "_wall"] = wall / clips
-        per[gen + "_kb"] = sum(len(d) for d in data) / len(data) / 1024
-        shutil.rmtree(work / f"imp-{gen}")
+    finally:
+        eng.shutdown()
+    assert rep.imported and not rep.rejected, rep.as_dict()
+    return {"clips": rep.imported, "bytes": rep.bytes, "wall_s": wall, "chunks": rep.chunks,
+            "cpu_per_clip": rep.worker_cpu_seconds / rep.imported,
+            "commit_s": rep.commit_seconds / rep.chunks, "retries": rep.retries}
+
+
+def bench_import(work: Path, shards: int, per: int, workers: int) -> dict:
+    """A real `import-videos --engine ray` of a small shard set: per size class on local disk,
+    then all classes with inputs and lake on S3 (moto on 127.0.0.1)."""
+    import ray
+
+    from vidprom_lake import synth
+
+    n = shards * per
+    uuids = [r["uuid"] for r in synth.rows(n, seed=9)]
+    made = {g: write_shards(work / g, g, kb, side, uuids, per) for g, kb, side in SIZES}
+    out: dict = {"shards": shards, "per": per, "workers": workers, "local": {}}
+    t = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    out["ray_init_s"] = time.perf_counter() - t
+    try:
+        for g, _kb, _side in SIZES:
+            lake = make_lake(work / f"lake-{g}", n)
+            r = ray_import(lake, [str(p) for p in made[g]], workers)
+            r["kb"] = r["bytes"] / r["clips"] / 1024
+            out["local"][g] = r
+            print(g, r, flush=True)
+            shutil.rmtree(work / f"lake-{g}")
+        out["s3"] = bench_import_s3(work, made, n, workers)
+    finally:
+        ray.shutdown()
+    out["load_avg"] = os.getloadavg()[0]
+    return out
+
+
+def bench_import_s3(work: Path, made: dict, n: int, workers: int) -> dict:
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from s3_fixtures import free_port
+
+    from vidprom_lake import create_lake, synth
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT": endpoint, "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+           "AWS_ALLOW_HTTP": "true"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="bench")
+        for g, paths in made.items():
+            for p in paths:
+                s3.upload_file(str(p), "bench", f"in/{g}/{p.name}")
+        lake = create_lake("s3://bench/lake")
+        lake.ingest(str(synth.write_vidprom_csv(work / "s3.csv", n, seed=9)))
+        r = ray_import(lake, [f"s3://bench/in/{g}/" for g in made], workers)
+        r["kb"] = r["bytes"] / r["clips"] / 1024
+        print("s3", r, flush=True)
+        return r
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+def plan(imp: dict) -> list[dict]:
+    """6.69M videos on 8 / 32 / 128 workers, from the S3 run's per-clip worker CPU (scaled per
+    size class by the local-disk runs) and its per-chunk driver commit."""
+    s3, local = imp["s3"], imp["local"]
+    mixed_local = sum(local[g]["cpu_per_clip"] for g in local) / len(local)
+    s3_factor = s3["cpu_per_clip"] / mixed_local
+    per = {g: local[g]["cpu_per_clip"] * s3_factor for g in local}
     per["vc2"] = per["pika"]  # same size class (~620 KB)
-    return per
-
-
-def measure_commit(work: Path, commits: int) -> float:
-    """Seconds of one driver commit of a fragment written elsewhere (what a worker would hand back)."""
-    import lance
-    import pyarrow as pa
-    from lance.fragment import write_fragments
-
-    uri = str(work / "commit.lance")
-    schema = pa.schema([("uuid", pa.string()), ("bytes", pa.large_binary())])
-    tbl = pa.table({"uuid": [f"u{i}" for i in range(CHUNK_VIDEOS)],
-                    "bytes": [b"x" * 64] * CHUNK_VIDEOS}, schema=schema)
-    ds = lance.write_dataset(tbl, uri)
-    ts = []
-    for _ in range(commits):
-        frags = write_fragments(tbl, uri, schema=schema)  # on a worker, in the cluster
-        t = time.perf_counter()
-        ds = lance.LanceDataset.commit(uri, lance.LanceOperation.Append(frags),
-                                       read_version=ds.version)
-        ts.append(time.perf_counter() - t)
-    ts.sort()
-    return ts[len(ts) // 2]
-
-
-def plan(per: dict, commit_s: float) -> list[dict]:
     total = VIDEOS_PER_GENERATOR * len(GENERATORS)
     cpu_s = sum(VIDEOS_PER_GENERATOR * per[g] for g in GENERATORS)
     mb = sum(VIDEOS_PER_GENERATOR * kb / 1024 for kb in GENERATORS.values())
-    commit_total = total / CHUNK_VIDEOS * commit_s
+    commit_total = total / CHUNK_VIDEOS * s3["commit_s"]
     rows = []
     for w in (8, 32, 128):
         t_cpu = cpu_s / w
         t_net = mb / min(w * WORKER_MB_S, BUCKET_GB_S * 1024)
-        t = {"worker CPU (decode-verify, thumbnail, hash)": t_cpu,
-             "object-storage bandwidth": t_net, "driver commits": commit_total}
+        t = {"worker CPU (decode-verify, thumbnail, hash, Lance write)": t_cpu,
+             "object-storage bandwidth (assumed)": t_net, "driver commits": commit_total}
         bottleneck = max(t, key=lambda k: t[k])
         rows.append({"workers": w, "cpu_h": t_cpu / 3600, "net_h": t_net / 3600,
                      "commit_h": commit_total / 3600, "wall_h": max(t.values()) / 3600,
@@ -167,8 +225,9 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=20_000)
     ap.add_argument("--threads", type=int, default=2, help="local engine torch threads")
     ap.add_argument("--chunk-rows", type=int, default=32_768)
-    ap.add_argument("--clips", type=int, default=60)
-    ap.add_argument("--commits", type=int, default=30)
+    ap.add_argument("--shards", type=int, default=4, help="tar shards per size class")
+    ap.add_argument("--per-shard", type=int, default=25, help="clips per shard")
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-embed", action="store_true")
     ap.add_argument("--work", default="/tmp/ray9/bench")
     a = ap.parse_args()
@@ -178,25 +237,27 @@ def main() -> None:
     try:
         emb = None if a.skip_embed else bench_embed(work, a.prompts, a.threads, a.chunk_rows)
         print(emb, flush=True)
-        per = measure_clip_cpu(work, a.clips)
-        commit_s = measure_commit(work, a.commits)
-        rows = plan(per, commit_s)
-        print(per, commit_s, rows, flush=True)
-        write_md(emb, per, commit_s, rows, a)
+        imp = bench_import(work, a.shards, a.per_shard, a.workers)
+        rows = plan(imp)
+        print(rows, flush=True)
+        write_md(emb, imp, rows, a)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def write_md(emb: dict | None, per: dict, commit_s: float, rows: list[dict], a) -> None:
+def write_md(emb: dict | None, imp: dict, rows: list[dict], a) -> None:
+    cmd = (f"python benchmarks/bench_ray.py --prompts {a.prompts} --shards {a.shards} "
+           f"--per-shard {a.per_shard}" + (" --skip-embed" if a.skip_embed else ""))
     L = ["# Ray engine benchmarks (issue 9)", "",
-         f"`python benchmarks/bench_ray.py --prompts {a.prompts} --clips {a.clips}` on "
-         f"{os.uname().machine}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-         f"load average at the end {os.getloadavg()[0]:.1f} (shared box: absolute times are noisy). "
-         f"Peak RSS: {rss_mb():,.0f} MB (driver), {child_rss_mb():,.0f} MB (largest child).", ""]
+         f"`{cmd}` on {os.uname().machine}, {os.cpu_count()} CPUs, "
+         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at the end "
+         f"{os.getloadavg()[0]:.1f} (shared box: absolute times are noisy). Peak RSS: "
+         f"{rss_mb():,.0f} MB (driver), {child_rss_mb():,.0f} MB (largest child).", ""]
     if emb:
         L += ["## `embed` MiniLM: local engine vs Ray (2 actors x 1 torch thread)", "",
               f"{emb['prompts']:,} prompts, chunk commits every {a.chunk_rows:,} rows; both sides "
-              "include the model load (Ray: in each actor) and every commit.", "",
+              "include the model load (Ray: in each actor) and every commit. Load average "
+              f"after the runs: {emb['load_avg']:.1f}.", "",
               "| engine | seconds | rows/s | vs local |", "| --- | ---: | ---: | ---: |",
               f"| local ({emb['local_threads']} torch threads, baseline) | {emb['local_s']:.1f} | "
               f"{emb['local_rows_s']:,.0f} | 100% |",
@@ -206,30 +267,45 @@ def write_md(emb: dict | None, per: dict, commit_s: float, rows: list[dict], a) 
               f"{emb['ray_init_s']:.1f} s.", ""]
     else:
         L += ["## `embed` local vs Ray: not run in this invocation (--skip-embed)", ""]
-    L += ["## Simulated 6.69M-video import plan", "",
-          f"Measured here: CPU seconds per clip of a real `import_videos` ({a.clips} clips per "
-          "size, container open + decode-verify, first-frame thumbnail, SHA-256, Lance blob "
-          "write); the driver's commit of one worker-written fragment "
-          f"({CHUNK_VIDEOS:,} rows, Lance `write_fragments` + `LanceOperation.Append`, median of "
-          f"{a.commits}, local disk).", "",
-          "| generator | clip KB (made here) | CPU s / clip | wall s / clip (2 threads) |",
-          "| --- | ---: | ---: | ---: |"]
-    for g in ("pika", "t2vz", "ms"):
-        L.append(f"| {g} | {per[g + '_kb']:.0f} | {per[g]:.4f} | {per[g + '_wall']:.4f} |")
-    L += ["| vc2 | (= pika, same size class) | | |", "",
-          f"Driver commit per fragment: {commit_s * 1000:.1f} ms.", "",
-          f"Assumed (not measured): {WORKER_MB_S:.0f} MB/s of object-storage throughput per "
-          f"worker, {BUCKET_GB_S:.0f} GB/s aggregate cap; one commit per {CHUNK_VIDEOS:,} "
-          "videos; S3 commit latency is higher than this local-disk figure (tens of ms).", "",
+    s3 = imp["s3"]
+    L += ["## `import-videos --engine ray`, measured", "",
+          f"Real imports of {imp['shards']} tar shards x {imp['per']} "
+          f"clips per size class on a local Ray cluster with {imp['workers']} workers (one "
+          "piece per shard: a worker imports it with the local code, decode-verify of the "
+          "first frame, thumbnail, SHA-256, and writes the Lance blob files itself; the driver "
+          "commits each shard as one chunk). *Worker CPU / clip* is the workers' process CPU "
+          "time (Lance's writer threads included) over clips imported; *commit / chunk* is "
+          "the driver's wall time for `Batch.add_written` + `commit` (Lance append, batch-log "
+          "event) while the workers keep running on the same 2 cores. "
+          f"Ray start-up ({imp['ray_init_s']:.1f} s) is not included. Load average after the "
+          f"import runs: {imp['load_avg']:.1f}.", "",
+          "| run | clip KB | clips | wall s | clips/s | worker CPU ms / clip | commit ms / chunk |",
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for g, r in imp["local"].items():
+        L.append(f"| local disk, {g} | {r['kb']:.0f} | {r['clips']} | {r['wall_s']:.1f} | "
+                 f"{r['clips'] / r['wall_s']:.1f} | {r['cpu_per_clip'] * 1000:.1f} | "
+                 f"{r['commit_s'] * 1000:.0f} |")
+    L.append(f"| moto S3 (inputs and lake), all three | {s3['kb']:.0f} | {s3['clips']} | "
+             f"{s3['wall_s']:.1f} | {s3['clips'] / s3['wall_s']:.1f} | "
+             f"{s3['cpu_per_clip'] * 1000:.1f} | {s3['commit_s'] * 1000:.0f} |")
+    L += ["", "Wall times include each run's actor start-up (a few seconds per run, each actor "
+          "imports Lance and PyAV), which dominates at this size; the per-clip and per-chunk "
+          "figures are what the plan below uses.", "",
+          "## 6.69M-video import plan (from the measured figures)", "",
+          "Worker CPU per clip: the S3 run's figure, split over the size classes in the "
+          "proportions of the local-disk runs (vc2 = pika, same size class). Driver commit per "
+          f"chunk: the S3 run's figure, one commit per {CHUNK_VIDEOS:,} clips (a piece is a "
+          "shard; bigger shards mean fewer commits). Assumed, not measured: "
+          f"{WORKER_MB_S:.0f} MB/s of object-storage throughput per worker and a "
+          f"{BUCKET_GB_S:.0f} GB/s aggregate cap (moto on loopback says nothing about real S3 "
+          "bandwidth).", "",
           f"{VIDEOS_PER_GENERATOR * 4:,} videos ({VIDEOS_PER_GENERATOR:,} prompts x 4 "
           "generators at 620/620/390/210 KB):", "",
           "| workers | worker CPU h | bandwidth h | driver commits h | est. wall h | bottleneck |",
           "| ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
-        L.append(f"| {r['workers']} | {r['cpu_h']:.1f} | {r['net_h']:.2f} | {r['commit_h']:.2f} | "
-                 f"**{r['wall_h']:.1f}** | {r['bottleneck']} |")
-    L += ["", "This is a plan, not a run: `import-videos --engine ray` is not implemented yet "
-          "(see docs/scale-out.md)."]
+        L.append(f"| {r['workers']} | {r['cpu_h']:.2f} | {r['net_h']:.2f} | "
+                 f"{r['commit_h']:.2f} | **{r['wall_h']:.2f}** | {r['bottleneck']} |")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text("\n".join(L) + "\n")
     print(RESULTS.read_text())

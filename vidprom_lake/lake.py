@@ -382,6 +382,42 @@ class Lake:
             b.restore_to(target)
         return self.batch_info(b.batch_id)
 
+    def write_rows(self, table: str,
+                   data: pa.RecordBatchReader | pa.Table | Iterable[pa.RecordBatch], *,
+                   schema: pa.Schema | None = None,
+                   max_rows_per_file: int = FRAGMENT_ROWS) -> Written:
+        """Write rows of `table` into new Lance data files WITHOUT committing them.
+
+        The worker half of a distributed write: any process that can reach the lake's storage
+        (a Ray worker, with the same AWS variables) writes the files and hands the returned
+        `Written` (picklable: fragment metadata only, no data) to the process that holds the
+        batch, which stages it with `Batch.add_written` and commits it in one atomic Lance
+        append. Files nobody commits are never visible (Lance garbage: `cleanup_old_versions`
+        deletes them once they are 7 days old, or with ``delete_unverified=True``).
+        Rows are checked against the table's schema on the way (a bad row names itself).
+        """
+        import lance.fragment
+
+        if self.read_only:
+            raise VidlakeError(f"the lake is pinned at {self.as_of_batch}; it is read-only")
+        ds = self._open(table)
+        target = schema or _writable_schema(ds.schema, table)
+        failure: list[BaseException] = []
+        reader = _as_reader(data, target, failure)
+        try:
+            frags = lance.fragment.write_fragments(
+                reader, self.table_uri(table), schema=target, mode="append",
+                storage_options=self._storage, max_rows_per_file=max_rows_per_file,
+            )
+        except Exception:
+            # Lance wraps errors raised by our reader; surface the original (it names the row).
+            if failure:
+                raise failure[0] from None
+            raise
+        frags = list(frags)
+        return Written(table=table, uri=self.table_uri(table), fragments=tuple(frags),
+                       rows=sum(int(f.physical_rows) for f in frags), read_version=ds.version)
+
     # ------------------------------------------------------------------ reading
     def sql(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with the lake's views (read-only on the lake)."""
@@ -535,6 +571,25 @@ def _next_seq(events: pa.Table, batch_id: str) -> int:
     return (max(seqs) + 1) if seqs else 0
 
 
+@dataclass(frozen=True)
+class Written:
+    """Data files of one table written by `Lake.write_rows` and not committed yet.
+
+    Holds only Lance fragment metadata (file names, row counts), so it pickles small and can
+    travel from a worker to the driver; `Batch.add_written` commits it.
+    """
+
+    table: str
+    uri: str  # the table's dataset URI the files live in
+    fragments: tuple[Any, ...]  # lance.fragment.FragmentMetadata
+    rows: int
+    read_version: int  # the table version whose schema the files were written with
+
+    @property
+    def bytes(self) -> int:
+        return sum(int(df.file_size_bytes or 0) for f in self.fragments for df in f.files)
+
+
 @dataclass
 class _Staged:
     table: str
@@ -614,25 +669,30 @@ class Batch:
     def append(self, table: str, data: pa.RecordBatchReader | pa.Table | Iterable[pa.RecordBatch],
                *, schema: pa.Schema | None = None, max_rows_per_file: int = FRAGMENT_ROWS) -> None:
         """Stage rows for `table` (written to new data files now, committed later)."""
-        import lance.fragment
+        self.add_written(table, self.lake.write_rows(table, data, schema=schema,
+                                                     max_rows_per_file=max_rows_per_file))
 
-        ds = self.lake._open(table)
-        target = schema or _writable_schema(ds.schema, table)
-        failure: list[BaseException] = []
-        reader = _as_reader(data, target, failure)
-        try:
-            txn = lance.fragment.write_fragments(
-                reader, self.lake.table_uri(table), schema=target, return_transaction=True,
-                mode="append", storage_options=self.lake._storage,
-                max_rows_per_file=max_rows_per_file,
-            )
-        except Exception:
-            # Lance wraps errors raised by our reader; surface the original (it names the row).
-            if failure:
-                raise failure[0] from None
-            raise
-        if getattr(txn.operation, "fragments", None):
-            self._staged.append(_Staged(table, txn, ds.version, "append"))
+    def add_written(self, table: str, written: Written) -> int:
+        """Stage data files written elsewhere (`Lake.write_rows`, e.g. on a Ray worker) as an
+        append to `table`, committed with the batch's next `commit()` like any other write.
+
+        Until then the files are invisible garbage: a batch that fails, or a driver that never
+        calls this, leaves the table exactly as it was. Returns the rows staged.
+        """
+        import lance
+
+        if written.table != table:
+            raise VidlakeError(f"rows written for table {written.table!r} cannot be added to "
+                               f"{table!r}")
+        here = self.lake.table_uri(table)
+        if storage.normalize(written.uri) != storage.normalize(here):
+            raise VidlakeError(f"data files were written into {written.uri}, not into {here} "
+                               f"(this lake's {table} table); write them with a Lake opened "
+                               "on the same URI")
+        if written.fragments:
+            op = lance.LanceOperation.Append(list(written.fragments))
+            self._staged.append(_Staged(table, op, written.read_version, "append"))
+        return written.rows
 
     def stage(self, table: str, operation: Any, read_version: int) -> None:
         """Stage a prepared Lance operation or transaction (committed with the batch)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from .errors import VidlakeError
@@ -75,3 +76,66 @@ def exists(uri: str) -> bool:
         raise VidlakeError(
             f"cannot read {uri} (check AWS_ENDPOINT, AWS_REGION and the credentials): {first[:400]}"
         ) from exc
+
+
+# ---------------------------------------------------------------------- object-store inputs
+def s3_filesystem() -> Any:
+    """A pyarrow S3 filesystem configured from the standard AWS variables (endpoint, region,
+    keys), for reading *inputs* (tar shards, mp4s) from ``s3://`` the way a lake is reached."""
+    from pyarrow import fs
+
+    env = os.environ
+    kw: dict[str, Any] = {}
+    endpoint = env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT")
+    if endpoint:
+        u = urlparse(endpoint)
+        kw["endpoint_override"] = u.netloc or u.path
+        kw["scheme"] = u.scheme or "https"
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        kw["region"] = region
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        kw["access_key"] = env["AWS_ACCESS_KEY_ID"]
+        kw["secret_key"] = env["AWS_SECRET_ACCESS_KEY"]
+        if env.get("AWS_SESSION_TOKEN"):
+            kw["session_token"] = env["AWS_SESSION_TOKEN"]
+    return fs.S3FileSystem(**kw)
+
+
+def _s3_path(uri: str) -> str:
+    if not uri.startswith("s3://"):
+        raise VidlakeError(f"not an s3:// URI: {uri}")
+    return uri[len("s3://"):]
+
+
+def list_objects(uri: str) -> list[tuple[str, int]]:
+    """``(s3 URI, size)`` of the object `uri`, or of every object under the prefix `uri`, in
+    key order; empty when there is nothing there. An unreachable store is an error."""
+    from pyarrow import fs
+
+    path = _s3_path(uri).rstrip("/")
+    try:
+        s3 = s3_filesystem()
+        info = s3.get_file_info(path)
+        if info.type == fs.FileType.File and not uri.endswith("/"):
+            return [(uri, int(info.size or 0))]
+        if info.type == fs.FileType.NotFound:
+            return []
+        found = s3.get_file_info(fs.FileSelector(path, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VidlakeError(f"cannot list {uri} (check AWS_ENDPOINT_URL, AWS_REGION and the "
+                           f"credentials): {first[:400]}") from exc
+    return sorted((f"s3://{i.path}", int(i.size or 0)) for i in found
+                  if i.type == fs.FileType.File)
+
+
+def open_stream(uri: str) -> Any:
+    """A sequential reader of the object `uri` (one streamed GET), with ``read(n)``."""
+    return s3_filesystem().open_input_stream(_s3_path(uri))
+
+
+def read_object(uri: str) -> bytes:
+    """The whole object `uri`."""
+    with open_stream(uri) as f:
+        return bytes(f.read())

@@ -70,6 +70,33 @@ def _show(report: Any, fmt: str, title: str) -> None:
         emit([d], fmt)
 
 
+#: --engine/--address/--workers/--gpus-per-worker, shared by embed, score, generate and
+#: import-videos.
+ENGINE_OPTIONS = [
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                 show_default=True, help="Where the work runs: this process, or Ray actors."),
+    click.option("--address", default=None,
+                 help="--engine ray: cluster address (auto, ray://host:10001); default starts a local Ray."),
+    click.option("--workers", "ray_workers", type=click.IntRange(min=1), default=None,
+                 help="--engine ray: actors, one model load each (default: the cluster's CPUs)."),
+    click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0,
+                 help="--engine ray: GPUs per actor (num_gpus)."),
+]
+
+
+def engine_options(fn: Any) -> Any:
+    for opt in reversed(ENGINE_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+def pop_engine(opts: dict[str, Any]) -> dict[str, Any]:
+    """Pop the engine options for the library call (`engine=`, `engine_options=`)."""
+    eo = {"address": opts.pop("address"), "workers": opts.pop("ray_workers"),
+          "gpus_per_worker": opts.pop("gpus_per_worker")}
+    return {"engine": opts.pop("engine"), "engine_options": eo}
+
+
 _common = [
     click.option("--limit", type=click.IntRange(min=0), default=None,
                  help="Enrich at most this many rows."),
@@ -84,21 +111,8 @@ _common = [
     click.option("--text-column", default="prompt", show_default=True,
                  help="Column holding the text (prompt or prompt_clean)."),
     click.option("--device", default=None, help="torch device (default: cuda, mps, else cpu)."),
-    click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
-                 show_default=True, help="Where the model runs: this process, or Ray actors."),
-    click.option("--address", default=None,
-                 help="--engine ray: cluster address (auto, ray://host:10001); default starts a local Ray."),
-    click.option("--workers", type=click.IntRange(min=1), default=None,
-                 help="--engine ray: actors, one model load each (default: the cluster's CPUs)."),
-    click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0,
-                 help="--engine ray: GPUs per actor (num_gpus)."),
+    *ENGINE_OPTIONS,
 ]
-
-
-def _engine_opts(opts: dict[str, Any]) -> dict[str, Any]:
-    """Pop the engine options for the runner (`engine=`, `engine_options=`)."""
-    eo = {k: opts.pop(k) for k in ("address", "workers", "gpus_per_worker")}
-    return {"engine": opts.pop("engine"), "engine_options": eo}
 
 
 def _with_common(fn: Any) -> Any:
@@ -132,7 +146,7 @@ def embed(ctx: click.Context, fmt: str, **opts: Any) -> None:
 
     lake = _lake(ctx)
     with _progress(f"embed {opts['model']}") as tick:
-        report = run(lake, opts.pop("model"), progress=tick, **_engine_opts(opts), **opts)
+        report = run(lake, opts.pop("model"), progress=tick, **pop_engine(opts), **opts)
     _show(report, fmt, f"embed {report.batch_id or '(nothing to do)'}")
 
 
@@ -154,7 +168,7 @@ def score(ctx: click.Context, fmt: str, **opts: Any) -> None:
 
     lake = _lake(ctx)
     with _progress(f"score {opts['model']}") as tick:
-        report = run(lake, opts.pop("model"), progress=tick, **_engine_opts(opts), **opts)
+        report = run(lake, opts.pop("model"), progress=tick, **pop_engine(opts), **opts)
     _show(report, fmt, f"score {report.batch_id or '(nothing to do)'}")
 
 

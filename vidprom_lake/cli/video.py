@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .enrich import engine_options, pop_engine
 from .render import dict_rows, emit, emit_report, format_option, progress_bar
 
 
@@ -28,6 +29,17 @@ def _progress(label: str, unit: str) -> Iterator[Any]:
             progress.update(task, completed=done, total=total)
 
         yield tick
+
+
+class _InputPath(click.ParamType):
+    """A local path that must exist, or an ``s3://`` URI (checked when it is read)."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        if isinstance(value, str) and value.startswith("s3://"):
+            return value
+        return str(click.Path(exists=True).convert(value, param, ctx))
 
 
 @click.command()
@@ -61,6 +73,7 @@ def _progress(label: str, unit: str) -> Iterator[Any]:
               help="Videos per committed chunk (a crash loses at most one).")
 @click.option("--prompt-column", default="prompt_clean", show_default=True,
               help="Column with the text fed to the model (falls back to prompt).")
+@engine_options
 @format_option()
 @click.pass_context
 def generate(ctx: click.Context, model: str, fmt: str, **opts: Any) -> None:
@@ -68,9 +81,10 @@ def generate(ctx: click.Context, model: str, fmt: str, **opts: Any) -> None:
     from ..video.generate import generate as run
 
     lake = _lake(ctx)
+    eng = pop_engine(opts)
     opts = {k: v for k, v in opts.items() if v is not None}
     with _progress(f"generate {model}", "videos") as tick:
-        report = run(lake, model, progress=tick, **opts)
+        report = run(lake, model, progress=tick, **eng, **opts)
     d = report.as_dict()
     if fmt == "table":
         emit(dict_rows(d), "table", title=f"generate {report.batch_id or '(nothing to do)'}")
@@ -79,7 +93,7 @@ def generate(ctx: click.Context, model: str, fmt: str, **opts: Any) -> None:
 
 
 @click.command(name="import-videos")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, required=True, type=_InputPath())
 @click.option("--model", "-m", default=None,
               help="Model of every video (names must be {model}-{uuid}.mp4); default: from names.")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -96,18 +110,22 @@ def generate(ctx: click.Context, model: str, fmt: str, **opts: Any) -> None:
 @click.option("--no-thumbnails", is_flag=True, help="Skip the JPEG previews.")
 @click.option("--show-rejected", type=int, default=50, show_default=True,
               help="How many rejected files to list.")
+@engine_options
 @format_option()
 @click.pass_context
 def import_videos(ctx: click.Context, paths: tuple[str, ...], model: str | None,
                   mapping: str | None, chunk: int, verify: str, no_thumbnails: bool,
-                  show_rejected: int, fmt: str, source: str | None = None) -> None:
-    """Import mp4s from tar shards, folders or files (streamed, never extracted)."""
+                  show_rejected: int, fmt: str, source: str | None = None,
+                  **opts: Any) -> None:
+    """Import mp4s from tar shards, folders or files, local or s3://bucket/prefix/ (streamed,
+    never extracted)."""
     from ..video.importer import import_videos as run
 
     lake = _lake(ctx)
     with _progress("import", "files") as tick:
         report = run(lake, list(paths), model=model, mapping=mapping, chunk=chunk, verify=verify,
-                     thumbnails=not no_thumbnails, progress=tick, source=source or None)
+                     thumbnails=not no_thumbnails, progress=tick, source=source or None,
+                     **pop_engine(opts))
     d = report.as_dict()
     emit_report(d, fmt, title=f"import-videos {report.batch_id}", problems=report.rejected,
                 word="rejected", key="rejected_files", limit=show_rejected,

@@ -20,6 +20,7 @@ import contextlib
 import os
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import MissingDependency, VidlakeError
@@ -150,6 +151,114 @@ class RemoteSession:
         self.engine.sessions.discard(self)
 
 
+#: Variables an actor needs to reach an ``s3://`` lake or input the way the driver does.
+AWS_VARS = ("AWS_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ALLOW_HTTP")
+
+
+def _raise_remote(exc: BaseException, what: str, max_restarts: int) -> None:
+    """Translate a Ray failure into the package's errors (a backend error stays itself)."""
+    ray = _ray()
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, VidlakeError):
+            raise cause from None
+        raise WorkerFailed(f"a Ray worker failed on {what}: {str(exc).splitlines()[0]}") from exc
+    raise WorkerFailed(
+        f"a Ray worker died on {what} and the retries (max_restarts={max_restarts}) are used "
+        f"up: {str(exc).splitlines()[0]}. Chunks already committed stay; rerun the command to "
+        "do the rest") from exc
+
+
+class WorkerPool:
+    """`engine.workers` actors of one class (`cls(*args)` loads its state once, e.g. a
+    pipeline); `run(feed)` sends pieces of work to them and yields results as they finish.
+
+    Each actor has at most `per_actor` pieces queued, so a slow one never holds back the
+    rest and the driver's commits overlap with the actors' work. A killed actor is restarted
+    by Ray and its queued pieces re-run there (``max_restarts``/``max_task_retries``); when
+    the retries are used up, `run` raises `WorkerFailed` and the pieces not yet yielded are
+    dropped (whatever they wrote is uncommitted garbage).
+    """
+
+    def __init__(self, engine: RayEngine, cls: type, args: tuple[Any, ...], *,
+                 env: dict[str, str] | None = None) -> None:
+        ray = _ray()
+        self.engine = engine
+        opts: dict[str, Any] = {"num_cpus": 1, "num_gpus": engine.gpus,
+                                "max_restarts": engine.max_restarts,
+                                "max_task_retries": engine.max_task_retries}
+        if env:
+            opts["runtime_env"] = {"env_vars": dict(env)}
+        remote = ray.remote(cls).options(**opts)
+        self.args = args  # object refs among them must outlive the actors (restarts re-read them)
+        self.actors = [remote.remote(*args) for _ in range(engine.workers)]
+        try:
+            self.infos: list[dict[str, Any]] = ray.get([a.info.remote() for a in self.actors])
+        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
+            self.close()
+            _raise_remote(exc, f"start-up of {cls.__name__}", engine.max_restarts)
+        self.pids = {int(i["pid"]) for i in self.infos}
+        self.current = {i: int(info["pid"]) for i, info in enumerate(self.infos)}
+        self.retries = 0
+        engine.pools.add(self)
+
+    def run(self, feed: Any, method: str = "run", per_actor: int = 2) -> Iterator[tuple[Any, Any]]:
+        """Yield ``(key, result)`` for each ``(key, args)`` taken from `feed` (an iterator, or
+        a deque the caller may append to while iterating, e.g. to resubmit a piece)."""
+        ray = _ray()
+        pending: dict[Any, tuple[int, Any]] = {}
+
+        def take() -> tuple[Any, tuple[Any, ...]] | None:
+            if isinstance(feed, deque):
+                return feed.popleft() if feed else None
+            return next(feed, None)
+
+        def submit(i: int) -> bool:
+            item = take()
+            if item is None:
+                return False
+            key, args = item
+            pending[getattr(self.actors[i], method).remote(*args)] = (i, key)
+            return True
+
+        for _ in range(per_actor):
+            for i in range(len(self.actors)):
+                submit(i)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i, key = pending.pop(ready[0])
+            try:
+                pid, res = ray.get(ready[0])
+            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError,
+                    ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError) as exc:
+                for ref in pending:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref)
+                pending.clear()
+                _raise_remote(exc, f"piece {key}", self.engine.max_restarts)
+            if pid not in self.pids:  # a restarted actor (a new process) answered
+                self.pids.add(pid)
+                self.retries += 1
+            self.current[i] = pid
+            yield key, res
+            submit(i)
+            if not pending:  # the caller may have fed more while we were suspended
+                for j in range(len(self.actors)):
+                    submit(j)
+
+    def worker_pids(self) -> list[int]:
+        """The actors' process ids as last seen (no call to the actors: they may be busy)."""
+        return [self.current[i] for i in sorted(self.current)]
+
+    def close(self) -> None:
+        ray = _ray()
+        for a in self.actors:
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(a)
+        self.engine.pools.discard(self)
+
+
 class RayEngine:
     """`workers` Ray actors per opened session; the driver keeps every lake write."""
 
@@ -158,7 +267,8 @@ class RayEngine:
     def __init__(self, address: str | None = None, workers: int | None = None,
                  gpus_per_worker: float = 0.0, *, max_restarts: int = 3,
                  max_task_retries: int = 3, threads_per_worker: int = 1,
-                 piece_rows: int | None = None, runtime_env: dict[str, Any] | None = None):
+                 piece_rows: int | None = None, runtime_env: dict[str, Any] | None = None,
+                 forward_env: bool | None = None):
         ray = _ray()
         if workers is not None and workers < 1:
             from ..errors import InputError
@@ -170,6 +280,8 @@ class RayEngine:
         self.gpus = float(gpus_per_worker or 0.0)
         self.piece_rows = piece_rows
         self.sessions: set[RemoteSession] = set()
+        self.pools: set[WorkerPool] = set()
+        self.forward_env = forward_env
         t0 = time.perf_counter()
         self.started_ray = False
         if not ray.is_initialized():
@@ -216,13 +328,29 @@ class RayEngine:
         self.sessions.add(sess)
         return sess
 
+    def pool(self, cls: type, args: tuple[Any, ...], *, remote_storage: bool = False) -> WorkerPool:
+        """Start `workers` actors of `cls` (see `WorkerPool`).
+
+        Actors that write to an ``s3://`` lake or read ``s3://`` inputs need the driver's AWS
+        variables; with `remote_storage` they get them through the actor's Ray runtime_env
+        (``forward_env=False`` on the engine: rely on the nodes' own credentials instead).
+        """
+        fwd = self.forward_env if self.forward_env is not None else remote_storage
+        env = {k: os.environ[k] for k in AWS_VARS if os.environ.get(k)} if fwd else None
+        return WorkerPool(self, cls, args, env=env)
+
     def worker_pids(self) -> list[int]:
-        """The process ids of the current actors (the kill test uses them)."""
+        """The process ids of the current actors (the kill tests use them)."""
         ray = _ray()
-        return [int(ray.get(a.info.remote())["pid"]) for s in self.sessions for a in s.actors]
+        pids = [int(ray.get(a.info.remote())["pid"]) for s in self.sessions for a in s.actors]
+        for p in self.pools:
+            pids += p.worker_pids()
+        return pids
 
     def shutdown(self) -> None:
         for s in list(self.sessions):
             s.close()
+        for p in list(self.pools):
+            p.close()
         if self.started_ray:
             _ray().shutdown()

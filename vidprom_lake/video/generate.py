@@ -292,9 +292,14 @@ class GenerateReport:
     pipeline_seconds: float = 0.0
     overhead_seconds: float = 0.0  # encode + probe + thumbnail + append + commit
     video_ids: list[str] = field(default_factory=list)
+    engine: str | None = None  # "ray" when Ray workers generated (see ray_generate.py)
+    retries: int = 0  # restarted Ray workers that answered
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "video_ids"}
+        if self.engine is None:
+            d.pop("engine")
+            d.pop("retries")
         for k in ("seconds", "load_seconds", "pipeline_seconds", "overhead_seconds"):
             d[k] = round(d[k], 3)
         d["overhead_pct"] = round(100 * self.overhead_seconds / self.pipeline_seconds, 2) \
@@ -327,12 +332,19 @@ def generate(
     encode: EncodeParams | None = None,
     pipeline: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    engine: Any = None,
+    engine_options: dict[str, Any] | None = None,
 ) -> GenerateReport:
     """Generate a video for every selected prompt that has none from this model yet.
 
     The selection is deterministic (`where`, ordered by uuid, first `limit`), so rerunning the
     same command resumes an interrupted run and then does nothing. Commits every `chunk` videos.
     `pipeline` lets a caller pass an already-loaded pipeline object for `model`'s spec.
+
+    `engine` ``"ray"`` (with `engine_options` address/workers/gpus_per_worker, or an engine
+    from `vidprom_lake.engine.get_engine`): each Ray actor loads the pipeline once, generates
+    pieces of `chunk` prompts and writes their Lance data files; this process commits each
+    piece as one chunk of the batch (see `ray_generate.py`).
     """
     t_start = time.perf_counter()
     third_party = _registered_generator(model)
@@ -340,6 +352,10 @@ def generate(
         enr, variant = third_party
         opts = {k: v for k, v in locals().items()
                 if k not in ("lake", "model", "t_start", "third_party", "enr", "variant")}
+        if engine not in (None, "local"):
+            raise InputError(f"--engine {engine} is not supported by the generator {model!r}")
+        opts.pop("engine", None)
+        opts.pop("engine_options", None)
         return enr.run(lake, variant, **opts)
     spec = resolve(model, checkpoint=checkpoint, label=name)
     gp = GenParams(frames=frames or spec.frames, fps=fps or spec.fps, steps=steps or spec.steps,
@@ -363,16 +379,54 @@ def generate(
     have = existing_video_ids(lake, [spec.label])
     todo = [(u, t) for u, t in chosen if f"{spec.label}-{u}" not in have]
     report.already_in_lake = len(chosen) - len(todo)
+    from ..enrich.runner import _engine
+
+    eng, own_engine = _engine(engine, engine_options)
+    if eng is not None and pipeline is not None:
+        raise InputError("a loaded pipeline object cannot be sent to Ray workers; pass the "
+                         "model (or --checkpoint) instead")
     if not todo:
+        if own_engine and eng is not None:
+            eng.shutdown()
         report.seconds = time.perf_counter() - t_start
         return report
-    dev, dt = pick_device(device, dtype, spec.cuda_dtype)
-    report.device, report.dtype = dev, dt
+    try:
+        return _generate(lake, spec, report, todo, gp, bs, eng=eng, where=where, limit=limit,
+                         device=device, dtype=dtype, download=download, chunk=chunk,
+                         prompt_column=prompt_column, encode=encode, pipeline=pipeline,
+                         progress=progress, t_start=t_start)
+    finally:
+        if own_engine and eng is not None:
+            eng.shutdown()
+
+
+def _generate(lake: Lake, spec: GeneratorSpec, report: GenerateReport,
+              todo: list[tuple[str, str]], gp: GenParams, bs: int, *, eng: Any,
+              where: str | None, limit: int | None, device: str | None, dtype: str | None,
+              download: bool, chunk: int, prompt_column: str, encode: EncodeParams | None,
+              pipeline: Any, progress: Callable[[int, int], None] | None,
+              t_start: float) -> GenerateReport:
+    seed = gp.seed
+    pool: Any = None
     t0 = time.perf_counter()
-    pipe = pipeline if pipeline is not None else load_pipeline(spec, device=dev, dtype=dt,
-                                                               download=download)
-    report.load_seconds = time.perf_counter() - t0
-    report.pipeline = type(pipe).__name__
+    if eng is not None:
+        from .ray_generate import start_workers
+
+        pool = start_workers(eng, lake.uri, spec, device=device, dtype=dtype, download=download)
+        info = pool.infos[0]
+        dev, dt = info["device"], info["dtype"]
+        report.pipeline = info["pipeline"]
+        report.load_seconds = max(i["load_seconds"] for i in pool.infos)
+        provenance = {**info["provenance"], "engine": eng.info()}
+        pipe = None
+    else:
+        dev, dt = pick_device(device, dtype, spec.cuda_dtype)
+        pipe = pipeline if pipeline is not None else load_pipeline(spec, device=dev, dtype=dt,
+                                                                   download=download)
+        report.load_seconds = time.perf_counter() - t0
+        report.pipeline = type(pipe).__name__
+        provenance = _provenance(spec, pipe, dev, dt)
+    report.device, report.dtype = dev, dt
     enc = encode or EncodeParams(fps=gp.fps)
     if enc.fps != gp.fps:
         enc = replace(enc, fps=gp.fps)
@@ -380,9 +434,22 @@ def generate(
                   "pipeline": report.pipeline, "device": dev, "dtype": dt, "batch_size": bs,
                   "where": where, "limit": limit, "prompt_column": prompt_column,
                   **gp.as_dict(), "encode": enc.as_dict()}
+    if eng is not None:
+        run_params["engine"] = eng.info()
+        report.engine = eng.name
     with lake.batch("generate", source=spec.label, params=run_params,
-                    provenance=_provenance(spec, pipe, dev, dt)) as b:
+                    provenance=provenance) as b:
         report.batch_id = b.batch_id
+        if pool is not None:
+            from .ray_generate import generate_on_ray
+
+            try:
+                generate_on_ray(pool, b, todo, report, gp=gp, enc=enc, run_params=run_params,
+                                bs=bs, chunk=chunk, progress=progress)
+            finally:
+                pool.close()
+            report.seconds = time.perf_counter() - t_start
+            return report
         pending: list[dict[str, Any]] = []
         for start in range(0, len(todo), bs):
             part = todo[start:start + bs]

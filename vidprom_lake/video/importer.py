@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ..errors import InputError
+from ..errors import InputError, VidlakeError
 from ..schema import VIDEO_BLOB_COLUMN, VIDEOS_SCHEMA
 from .probe import FORMAT_HINTS, VERIFY_LEVELS, ProbeError, probe_bytes
 from .thumbs import thumbnail
@@ -85,9 +85,19 @@ class ImportReport:
     imported_ids: list[str] = field(default_factory=list)
     source: str | None = None  # seed dataset matched by clip id (--source), see zips.py
     rows_without_videos: int | None = None  # rows of that source still without a video
+    engine: str | None = None  # "ray" when Ray workers imported (see ray_import.py)
+    retries: int = 0  # restarted Ray workers that answered
+    worker_cpu_seconds: float = 0.0  # CPU time the Ray workers spent importing
+    commit_seconds: float = 0.0  # the driver's time staging and committing workers' files
 
     def by_reason(self) -> dict[str, int]:
         return dict(Counter(r.reason for r in self.rejected))
+
+    def counts(self) -> dict[str, Any]:
+        """What the batch log records for this import so far."""
+        return {"rows_added": self.imported, "already_in_lake": self.already_in_lake,
+                "rejected": len(self.rejected), "rejected_by_reason": self.by_reason(),
+                **({"retries": self.retries} if self.engine else {})}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +107,10 @@ class ImportReport:
             "seconds": round(self.seconds, 3), "rejected_by_reason": self.by_reason(),
             **({"source": self.source, "rows_without_videos": self.rows_without_videos}
                if self.source else {}),
+            **({"engine": self.engine, "retries": self.retries,
+                "worker_cpu_seconds": round(self.worker_cpu_seconds, 3),
+                "commit_seconds": round(self.commit_seconds, 3)}
+               if self.engine else {}),
         }
 
 
@@ -197,6 +211,32 @@ def _tar_members(path: str) -> Iterator[_Member]:
         fd = os.open(path, os.O_RDONLY) if seekable else -1
     except (tarfile.TarError, OSError) as exc:
         raise InputError(f"not a readable tar archive: {exc}", path=path) from None
+    try:
+        yield from _tar_walk(tf, path, fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _s3_tar_members(uri: str) -> Iterator[_Member]:
+    """A tar shard on S3, streamed in one GET (members are read in archive order)."""
+    from .. import storage
+
+    try:
+        fh = storage.open_stream(uri)
+    except OSError as exc:
+        raise InputError(f"cannot read: {str(exc).splitlines()[0][:300]}", path=uri) from None
+    try:
+        try:
+            tf = tarfile.open(fileobj=fh, mode="r|*")  # noqa: SIM115 (closed by _tar_walk)
+        except (tarfile.TarError, OSError) as exc:
+            raise InputError(f"not a readable tar archive: {exc}", path=uri) from None
+        yield from _tar_walk(tf, uri, -1)
+    finally:
+        fh.close()
+
+
+def _tar_walk(tf: tarfile.TarFile, path: str, fd: int) -> Iterator[_Member]:
     seen = 0
     try:
         with tf:
@@ -222,9 +262,6 @@ def _tar_members(path: str) -> Iterator[_Member]:
             raise InputError(f"tar archive is damaged: {exc}", path=path) from None
     except tarfile.TarError as exc:
         raise InputError(f"tar archive is damaged: {exc}", path=path) from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def _read_member(tf: tarfile.TarFile, m: tarfile.TarInfo) -> bytes:
@@ -263,24 +300,73 @@ def _file_into(path: str, size: int, view: memoryview) -> None:
             done += n
 
 
-def _folder_members(root: str) -> Iterator[_Member]:
+def _walk_folder(root: str) -> Iterator[str]:
+    """Paths (relative to `root`, posix) of every file under `root`, in a stable order."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for fn in sorted(filenames):
-            full = os.path.join(dirpath, fn)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                yield _Member(root, rel, None, "symlink")
-            elif not stat.S_ISREG(st.st_mode):
-                yield _Member(root, rel, None, "special file")
-            elif _is_tar(fn):
-                yield from _tar_members(full)
-            elif fn.lower().endswith(".zip"):
-                yield from _zip_members(full)
-            else:
-                yield _Member(root, rel, Path(full).read_bytes, size=st.st_size,
-                              readinto=functools.partial(_file_into, full, st.st_size))
+            yield os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/")
+
+
+def _entry_members(root: str, rel: str) -> Iterator[_Member]:
+    """The members one folder entry contributes: itself, or an archive's members."""
+    full = os.path.join(root, *rel.split("/"))
+    st = os.lstat(full)
+    if stat.S_ISLNK(st.st_mode):
+        yield _Member(root, rel, None, "symlink")
+    elif not stat.S_ISREG(st.st_mode):
+        yield _Member(root, rel, None, "special file")
+    elif _is_tar(full):
+        yield from _tar_members(full)
+    elif full.lower().endswith(".zip"):
+        yield from _zip_members(full)
+    else:
+        yield _Member(root, rel, Path(full).read_bytes, size=st.st_size,
+                      readinto=functools.partial(_file_into, full, st.st_size))
+
+
+def _folder_members(root: str) -> Iterator[_Member]:
+    for rel in _walk_folder(root):
+        yield from _entry_members(root, rel)
+
+
+def _s3_root(uri: str, objects: list[tuple[str, int]]) -> str:
+    """The container name of objects listed under `uri`: the prefix, or a lone object's
+    parent."""
+    if len(objects) == 1 and objects[0][0] == uri:
+        return uri.rsplit("/", 1)[0]
+    return uri.rstrip("/")
+
+
+def _s3_object_members(root: str, key_uri: str, size: int) -> Iterator[_Member]:
+    from .. import storage
+
+    name = key_uri[len(root) + 1:] if key_uri.startswith(root + "/") else key_uri
+    if _is_tar(key_uri):
+        yield from _s3_tar_members(key_uri)
+    else:
+        yield _Member(root, name, functools.partial(storage.read_object, key_uri), size=size)
+
+
+def s3_objects(uri: str) -> list[tuple[str, int]]:
+    """The objects an ``s3://`` input names (one object, or all under a prefix); an input
+    with nothing there is an error naming it."""
+    from .. import storage
+
+    try:
+        objs = storage.list_objects(uri)
+    except VidlakeError as exc:
+        raise InputError(str(exc), path=uri) from None
+    if not objs:
+        raise InputError("no such object or prefix", path=uri)
+    return objs
+
+
+def _s3_members(uri: str) -> Iterator[_Member]:
+    objs = s3_objects(uri)
+    root = _s3_root(uri, objs)
+    for key_uri, size in objs:
+        yield from _s3_object_members(root, key_uri, size)
 
 
 def _zip_members(item: Any) -> Iterator[_Member]:
@@ -299,7 +385,9 @@ def iter_members(paths: Iterable[str | os.PathLike[str]]) -> Iterator[_Member]:
             yield from _zip_members(p)
             continue
         path = os.fspath(p)
-        if os.path.isdir(path):
+        if path.startswith("s3://"):
+            yield from _s3_members(path)
+        elif os.path.isdir(path):
             yield from _folder_members(path)
         elif not os.path.exists(path):
             raise InputError("no such file or folder", path=path)
@@ -446,8 +534,11 @@ def import_videos(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     source: str | None = None,
+    engine: Any = None,
+    engine_options: dict[str, Any] | None = None,
 ) -> ImportReport:
-    """Import every valid video from `paths` (tar shards, zips, folders, files) into ``videos``.
+    """Import every valid video from `paths` (tar shards, zips, folders, files, and ``s3://``
+    objects or prefixes holding tar shards and video files) into ``videos``.
 
     With `source` (``openvid``, ``vidgen``: a seed dataset already ingested), members are
     matched to that source's rows by clip id (see `zips.source_mapping`); `model` defaults
@@ -459,6 +550,11 @@ def import_videos(
     first frame decodes), ``full`` (every frame decodes) or ``index`` (every sample present,
     the first sample well framed, nothing decoded; needs ``thumbnails=False``, since a
     thumbnail is made from the decoded first frame). See `probe.probe_bytes`.
+
+    `engine` ``"ray"`` (with `engine_options` address/workers/gpus_per_worker, or an engine
+    from `vidprom_lake.engine.get_engine`) imports on Ray workers: each worker imports whole
+    pieces (a tar shard, or up to `chunk` files of a folder / prefix), writes their Lance data
+    files itself and this process commits one piece per chunk (see `ray_import.py`).
     """
     plist: list[str] = ([os.fspath(paths)] if isinstance(paths, str | os.PathLike)
                         else [os.fspath(p) for p in paths])
@@ -472,10 +568,18 @@ def import_videos(
                          "decoded: add --no-thumbnails, or use --verify first-frame")
     if model is not None and not MODEL_RE.match(model):
         raise InputError(f"model {model!r} is not a valid model name (letters, digits, _.+-:/)")
+    if chunk < 1:
+        raise InputError(f"--chunk must be >= 1, not {chunk}")
     for p in plist:
-        if not os.path.exists(p):
+        if not p.startswith("s3://") and not os.path.exists(p):
             raise InputError("no such file or folder", path=p)
     t0 = time.perf_counter()
+    from ..enrich.runner import _engine
+
+    eng, own_engine = _engine(engine, engine_options)
+    if eng is not None and source is not None:
+        raise InputError("--source is not supported with --engine ray yet; import with the "
+                         "local engine")
     mp: Any = load_mapping(mapping) if mapping else None
     if source is not None:
         from .zips import source_mapping
@@ -491,15 +595,86 @@ def import_videos(
     uuids: Any = (set(mp.ids.values()) if source is not None
                   else _UuidSet(current(lake).uuid_index()))
     existing = existing_video_ids(lake, [model] if model else None)
-    seen: set[str] = set()
-    members = iter_members(plist)
+    params = {"paths": plist, "model": model, "mapping": os.fspath(mapping) if mapping else None,
+              "verify": verify, "chunk": chunk, **({"source": source} if source else {})}
+    try:
+        if eng is not None:
+            from .ray_import import import_on_ray
 
-    def reject(m: _Member, reason: str, detail: str = "") -> None:
-        report.rejected.append(Rejected(m.container, m.name, reason, detail))
+            params["engine"] = eng.info()
+            report.engine = eng.name
+            prov = {**_provenance(), "engine": eng.info()}
+            with lake.batch("import", source=plist[0] if len(plist) == 1
+                            else f"{len(plist)} paths", params=params, provenance=prov) as b:
+                report.batch_id = b.batch_id
+                import_on_ray(eng, b, plist, report, model=model, mapping=mp, uuids=uuids,
+                              existing=existing, chunk=chunk, verify=verify,
+                              thumbnails=thumbnails, progress=progress)
+        else:
+            imp = _Importer(report, model=model, mapping=mp, uuids=uuids, existing=existing,
+                            verify=verify, thumbnails=thumbnails,
+                            threads=workers or min(4, os.cpu_count() or 1))
+            with lake.batch("import", source=plist[0] if len(plist) == 1
+                            else f"{len(plist)} paths", params=params,
+                            provenance=_provenance()) as b:
+                report.batch_id = b.batch_id
+                imp.batch_id = b.batch_id
 
-    slabs = _Slabs()
+                def commit() -> None:
+                    b.counts.update(report.counts())
+                    b.commit()
+                    report.chunks += 1
 
-    def accepted() -> Iterator[tuple[_Member, str, str, Any, Any]]:
+                imp.run(iter_members(plist), chunk,
+                        lambda batches: b.append("videos", batches, schema=VIDEOS_SCHEMA),
+                        commit, progress)
+                b.counts.update(report.counts())
+    finally:
+        if own_engine and eng is not None:
+            eng.shutdown()
+    if mp:
+        for name in sorted(set(mp.by_name) - mp.used):
+            report.rejected.append(Rejected(mp.path, name, "unmapped",
+                                            "listed in the mapping but no such file was found"))
+    if source is not None:
+        from .zips import rows_without_videos
+
+        report.rows_without_videos = rows_without_videos(lake, source, model)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+class _Importer:
+    """The checks and row building of an import, over any stream of members, writing through
+    any sink: `Batch.append` here, `Lake.write_rows` on a Ray worker (see ray_import.py).
+
+    `run` reads members, rejects what cannot be imported (recorded in `report`), probes the
+    rest in a small thread pool and hands record batches of at most `chunk` videos to
+    `write`, calling `commit` after each chunk that imported something.
+    """
+
+    def __init__(self, report: ImportReport, *, model: str | None, mapping: Any, uuids: Any,
+                 existing: Any, verify: str, thumbnails: bool, threads: int,
+                 batch_id: str = "", duplicates: Any = ()) -> None:
+        self.report = report
+        self.model = model
+        self.mp = mapping
+        self.uuids = uuids
+        self.existing = existing
+        self.verify = verify
+        self.thumbnails = thumbnails
+        self.threads = threads
+        self.batch_id = batch_id
+        self.duplicates = duplicates  # video_ids another piece of this import already holds
+        self.seen: set[str] = set()
+        self.slabs = _Slabs()
+
+    def reject(self, m: _Member, reason: str, detail: str = "") -> None:
+        self.report.rejected.append(Rejected(m.container, m.name, reason, detail))
+
+    def accepted(self, members: Iterable[_Member]) -> Iterator[tuple[_Member, str, str, Any, Any]]:
+        report, mp, model, reject, slabs = (self.report, self.mp, self.model, self.reject,
+                                            self.slabs)
         for m in members:
             report.files_seen += 1
             why = hostile(m.name)
@@ -534,14 +709,14 @@ def import_videos(
                     reject(m, "model-mismatch", f"file is {vmodel}, --model {model}")
                     continue
             vid = f"{vmodel}-{uuid}"
-            if uuid not in uuids:
+            if uuid not in self.uuids:
                 reject(m, "unknown-uuid", f"no prompt {uuid} in the lake")
                 continue
-            if vid in seen:
+            if vid in self.seen or vid in self.duplicates:
                 reject(m, "duplicate", f"{vid} appears earlier in this import")
                 continue
-            seen.add(vid)
-            if vid in existing:
+            self.seen.add(vid)
+            if vid in self.existing:
                 report.already_in_lake += 1
                 continue
             spot = (slabs.place(m.size) if m.readinto is not None and m.size is not None
@@ -557,19 +732,22 @@ def import_videos(
                     slabs.release(spot[0])
                 reject(m, "corrupt", str(exc))
                 continue
+            except OSError as exc:  # an object-store read that failed for good
+                if spot is not None:
+                    slabs.release(spot[0])
+                raise InputError(f"cannot read {m.name}: {str(exc).splitlines()[0][:300]}",
+                                 path=m.container) from exc
             yield m, uuid, vmodel, data, spot
 
-    with lake.batch("import", source=plist[0] if len(plist) == 1 else f"{len(plist)} paths",
-                    params={"paths": plist, "model": model, "mapping": os.fspath(mapping)
-                            if mapping else None, "verify": verify, "chunk": chunk,
-                            **({"source": source} if source else {})},
-                    provenance=_provenance()) as b:
-        report.batch_id = b.batch_id
-        probed = _probe_parallel(accepted(), verify=verify, thumbnails=thumbnails,
-                                 workers=workers or min(4, os.cpu_count() or 1))
+    def run(self, members: Iterable[_Member], chunk: int,
+            write: Callable[[Iterator[pa.RecordBatch]], None], commit: Callable[[], None],
+            progress: Callable[[int, int], None] | None = None) -> None:
+        report, slabs, verify = self.report, self.slabs, self.verify
+        probed = _probe_parallel(self.accepted(members), verify=verify,
+                                 thumbnails=self.thumbnails, workers=self.threads)
         done = False
-
         errors: list[BaseException] = []
+        written: list[Any] = []
 
         def chunk_batches() -> Iterator[pa.RecordBatch]:
             try:
@@ -587,7 +765,7 @@ def import_videos(
                 if isinstance(pr, ProbeError):
                     if spot is not None:
                         slabs.release(spot[0])
-                    reject(m, pr.reason, pr.detail)
+                    self.reject(m, pr.reason, pr.detail)
                     continue
                 if rows and not _follows(spots[-1], spot, len(rows[-1]["video"])):
                     yield _rows_batch(rows, spots)  # a batch is one run of slab bytes
@@ -596,7 +774,7 @@ def import_videos(
                     uuid=uuid, model=vmodel, data=data, probe=pr,
                     source=f"{m.container}:{m.name}",
                     params={"kind": "import", "container": m.container, "member": m.name,
-                            "verify": verify}, batch_id=b.batch_id, thumb=thumb))
+                            "verify": verify}, batch_id=self.batch_id, thumb=thumb))
                 spots.append(spot)
                 written.append(spot)
                 report.imported += 1
@@ -615,9 +793,9 @@ def import_videos(
 
         while not done:
             before = report.imported
-            written: list[Any] = []
+            written.clear()
             try:
-                b.append("videos", chunk_batches(), schema=VIDEOS_SCHEMA)
+                write(chunk_batches())
             except Exception:
                 if errors:
                     raise errors[0] from None
@@ -625,23 +803,10 @@ def import_videos(
             for spot in written:  # Lance has written these bytes: their slabs may be reused
                 if spot is not None:
                     slabs.release(spot[0])
-            b.counts.update(rows_added=report.imported, already_in_lake=report.already_in_lake,
-                            rejected=len(report.rejected), rejected_by_reason=report.by_reason())
             if report.imported > before:
-                b.commit()
-                report.chunks += 1
+                commit()
             if progress:
                 progress(report.files_seen, report.files_seen)
-    if mp:
-        for name in sorted(set(mp.by_name) - mp.used):
-            report.rejected.append(Rejected(mp.path, name, "unmapped",
-                                            "listed in the mapping but no such file was found"))
-    if source is not None:
-        from .zips import rows_without_videos
-
-        report.rows_without_videos = rows_without_videos(lake, source, model)
-    report.seconds = time.perf_counter() - t0
-    return report
 
 
 def _probe_one(data: bytes, name: str, verify: str,
