@@ -225,9 +225,8 @@ def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 def test_approx_bound_loses_nothing_when_every_cell_is_probed() -> None:
     """With one cell (so every kept prompt is probed) and no sketch, candidates are pruned only
-    by the upper bound
-    r.r' + |e||e'| of the PCA projection, which no true pair falls below: the decisions equal
-    the exact engine's."""
+    by the upper bound r.r' + |e||e'| of the PCA projection, which no true pair falls below:
+    the decisions equal the exact engine's."""
     x = _clustered(1500, 64)
     exact = run_engine(x, 0.8, block=256)
     approx = run_engine(x, 0.8, engine="approx", block=256, partitions=1, reduced_dims=8,

@@ -25,12 +25,14 @@ recompute, and the report says so. The result always equals a full recompute in 
 **Modes.** Exact mode compares every prompt with every earlier kept prompt (float32 matrix
 products in blocks, the kept set streamed from the lake in chunks when it does not fit the
 memory budget). Approximate mode (the default) keeps only compact structures of the kept set
-in memory: a PCA projection to a few hundred dimensions, an inverted file of k-means
-partitions over it, and an int8 copy of each kept vector. Candidates come from the probed
-partitions (a calibrated margin below the threshold in the projected space), are verified
-against the int8 copy, and pairs close to the threshold are verified on the exact vectors read
-back from the lake. It estimates its recall by checking a random sample of its decisions
-exactly against the kept set it built.
+in memory: a PCA projection r (a few hundred dimensions) plus the residual norm |e| of each
+kept vector, held in k-means cells; a sign sketch of the residual; and an int8 copy. Since
+r.r' + |e||e'| bounds the similarity from above, pairs below it are dropped without loss; the
+sketch drops pairs whose estimated residual product leaves them below the threshold by more
+than a measured margin; the rest are verified on the int8 copy, and pairs within its error
+bound of the threshold on the exact vectors read back from the lake. A prompt probes the cells
+within a measured gap of its best one. It estimates its recall by checking a random sample of
+its decisions exactly against the kept set it built.
 """
 
 from __future__ import annotations
