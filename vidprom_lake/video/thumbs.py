@@ -32,8 +32,10 @@ def thumbnail(frame: Any, max_side: int = THUMB_MAX, quality: int = THUMB_QUALIT
         w, h = frame.width, frame.height
         scale = min(1.0, max_side / max(w, h))
         tw, th = max(2, int(round(w * scale))), max(2, int(round(h * scale)))
+        # threads=1: clips are thumbnailed in parallel already; swscale's own slice threads
+        # (its default) cost more in hand-offs than they save on a frame this small
         rgb = _reformatter().reformat(frame, width=tw, height=th, format="rgb24",
-                                      interpolation="AREA").to_ndarray()
+                                      interpolation="AREA", threads=1).to_ndarray()
     else:
         rgb = frame
     im = image_mod.fromarray(rgb)
