@@ -213,3 +213,31 @@ def test_time_order_is_time_then_uuid_with_missing_times_last() -> None:
         "has_vec": [True, True, True, True, True, False],
     })
     assert time_order(state).column("uuid").to_pylist() == ["b", "e", "a", "d", "c"]
+
+
+def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((d, 12)))[0].T.astype(np.float32)
+    centres = rng.standard_normal((20, 12)).astype(np.float32) @ basis
+    x = centres[rng.integers(0, 20, n)] + 0.6 * (rng.standard_normal((n, 12)).astype(np.float32) @ basis)
+    return x + 0.08 * rng.standard_normal((n, d)).astype(np.float32)
+
+
+def test_approx_bound_loses_nothing_when_every_cell_is_probed() -> None:
+    """With one cell (so every kept prompt is probed) and no sketch, candidates are pruned only
+    by the upper bound r.r' + |e||e'| of the PCA projection, which no true pair falls below:
+    the decisions equal the exact engine's."""
+    x = _clustered(1500, 64)
+    exact = run_engine(x, 0.8, block=256)
+    approx = run_engine(x, 0.8, engine="approx", block=256, partitions=1, reduced_dims=8,
+                        sketch_dims=0)
+    assert 100 < (~exact[0]).sum() < 1400
+    assert approx[0].tolist() == exact[0].tolist()
+
+
+def test_approx_sketch_filter_keeps_agreement() -> None:
+    x = _clustered(3000, 96, seed=1)
+    exact = run_engine(x, 0.8, block=512)
+    approx = run_engine(x, 0.8, engine="approx", block=512, partitions=8, nprobe=8,
+                        reduced_dims=16, sketch_dims=256)
+    assert (exact[0] == approx[0]).mean() >= 0.995

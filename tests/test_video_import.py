@@ -364,3 +364,40 @@ def test_slabs_are_reused_only_after_lance_wrote_them(setup, tmp_path, monkeypat
     rows = lake.query("select uuid, sha256 from videos").to_pylist()
     assert {r["sha256"] for r in rows} == {hashlib.sha256(clips[r["uuid"]]).hexdigest()
                                            for r in rows}
+
+
+def test_read_ahead_thread_hands_over_errors_and_stops_when_closed():
+    """The reading/probing thread runs ahead of the Lance writer: an error it meets is raised
+    in the writer's thread, and closing it early stops it (no thread left behind)."""
+    import threading
+
+    from vidprom_lake.errors import InputError
+    from vidprom_lake.video.importer import _Ahead
+
+    def failing():
+        yield 1
+        yield 2
+        raise InputError("tar archive is damaged", path="x.tar")
+
+    got = []
+    with pytest.raises(InputError, match="damaged"):
+        for x in _Ahead(failing(), depth=1):
+            got.append(x)
+    assert got == [1, 2]
+
+    pulled = []
+
+    def endless():
+        i = 0
+        while True:
+            pulled.append(i)
+            yield i
+            i += 1
+
+    ahead = _Ahead(endless(), depth=4)
+    it = iter(ahead)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    ahead.close()
+    assert not ahead.thread.is_alive()
+    assert len(pulled) <= 3 + 4 + 2  # at most `depth` (+ the one in hand) ahead
+    assert "vidlake-import-read" not in {t.name for t in threading.enumerate()}

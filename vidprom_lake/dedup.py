@@ -25,12 +25,14 @@ recompute, and the report says so. The result always equals a full recompute in 
 **Modes.** Exact mode compares every prompt with every earlier kept prompt (float32 matrix
 products in blocks, the kept set streamed from the lake in chunks when it does not fit the
 memory budget). Approximate mode (the default) keeps only compact structures of the kept set
-in memory: a PCA projection to a few hundred dimensions, an inverted file of k-means
-partitions over it, and an int8 copy of each kept vector. Candidates come from the probed
-partitions (a calibrated margin below the threshold in the projected space), are verified
-against the int8 copy, and pairs close to the threshold are verified on the exact vectors read
-back from the lake. It estimates its recall by checking a random sample of its decisions
-exactly against the kept set it built.
+in memory: a PCA projection r (a few hundred dimensions) plus the residual norm |e| of each
+kept vector, held in k-means cells; a sign sketch of the residual; and an int8 copy. Since
+r.r' + |e||e'| bounds the similarity from above, pairs below it are dropped without loss; the
+sketch drops pairs whose estimated residual product leaves them below the threshold by more
+than a measured margin; the rest are verified on the int8 copy, and pairs within its error
+bound of the threshold on the exact vectors read back from the lake. A prompt probes the cells
+within a measured gap of its best one. It estimates its recall by checking a random sample of
+its decisions exactly against the kept set it built.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ DEFAULT_COLUMN = "embedding"
 DEFAULT_MEMORY_GB = float(os.environ.get("VIDLAKE_DEDUP_MEMORY_GB", "5"))
 #: Up to this many prompts to decide against an existing kept set, exact mode is cheaper.
 SMALL_INCREMENT = 4096
+#: Share of the calibration window's true pairs (later prompt, earlier prompt's cell) that the
+#: probe gap must cover; most prompts with a missed pair have another duplicate pair found.
+PROBE_QUANTILE = float(os.environ.get("VIDLAKE_DEDUP_PROBE_QUANTILE", "0.995"))
 RESULT_COLUMNS = ("unique_semantic", "dup_of", "dup_similarity", "dedup_run")
 
 Progress = Callable[[int, int], None]
@@ -70,11 +75,12 @@ class DedupError(VidlakeError):
 
 # ---------------------------------------------------------------------------- numerics
 def normalize(x: np.ndarray) -> np.ndarray:
-    """Rows as float32 unit vectors (norms taken in float64). Zero rows stay zero (caller checks)."""
-    x64 = np.asarray(x, dtype=np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", x64, x64))
-    safe = np.where(norms > 0, norms, 1.0)
-    return (x64 / safe[:, None]).astype(np.float32)
+    """Rows as float32 unit vectors (norms summed in float64, divided in float32). Zero rows stay
+    zero (caller checks)."""
+    x32 = np.asarray(x, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", x32, x32, dtype=np.float64))
+    safe = np.where(norms > 0, norms, 1.0).astype(np.float32)
+    return x32 / safe[:, None]
 
 
 def gemm_margin(dim: int) -> float:
@@ -441,68 +447,145 @@ def _kmeans(r: np.ndarray, p: int, seed: int, iters: int = 8) -> np.ndarray:
     return c.astype(np.float32)
 
 
-class _Grow:
-    """A growable (rows x width) array plus an id per row (capacity doubling)."""
-
-    __slots__ = ("data", "ids", "n")
-
-    def __init__(self, width: int, dtype: Any):
-        self.data = np.empty((16, width), dtype)
-        self.ids = np.empty(16, np.int64)
-        self.n = 0
-
-    def add(self, rows: np.ndarray, ids: np.ndarray) -> None:
-        need = self.n + len(rows)
-        if need > len(self.ids):
-            cap = max(need, 2 * len(self.ids))
-            data = np.empty((cap, self.data.shape[1]), self.data.dtype)
-            data[:self.n] = self.data[:self.n]
-            idarr = np.empty(cap, np.int64)
-            idarr[:self.n] = self.ids[:self.n]
-            self.data, self.ids = data, idarr
-        self.data[self.n:need] = rows
-        self.ids[self.n:need] = ids
-        self.n = need
-
-
 def _quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = np.abs(x).max(axis=1) / 127.0
     scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
     return np.rint(x / scale[:, None]).astype(np.int8), scale
 
 
-class ApproxEngine:
-    """Greedy dedup with IVF candidates over a PCA projection and int8-verified similarities.
+def _row_dots(a: np.ndarray, ai: np.ndarray, b: np.ndarray, bi: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """dot(a[ai[n]], b[bi[n]]) per pair n, in float32 (b may be int8); torch when present, as its
+    gathers and products use every core."""
+    out = np.empty(len(ai), np.float64)
+    try:
+        import torch
+    except ImportError:  # numpy fallback: one core
+        for s in range(0, len(ai), chunk):
+            aa, bb = ai[s:s + chunk], bi[s:s + chunk]
+            out[s:s + chunk] = np.einsum("ij,ij->i", a[aa], b[bb].astype(np.float32))
+        return out
+    at, bt = torch.from_numpy(a), torch.from_numpy(b)
+    for s in range(0, len(ai), chunk):
+        ta = torch.from_numpy(ai[s:s + chunk])
+        tb = torch.from_numpy(bi[s:s + chunk])
+        out[s:s + chunk] = (at[ta] * bt[tb].to(torch.float32)).sum(1).numpy()
+    return out
 
-    Memory: int8 (d bytes) + float16 projection (2r bytes) per kept prompt, plus one block of
-    float32 vectors. For 1M kept x 3072 that is about 3.6 GB.
+
+def _pairs_above(a: np.ndarray, b: np.ndarray, cut: float, qa: np.ndarray | None = None,
+                 qb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row of a, row of b, a.b) for every pair with a.b >= cut (and qb < qa when given)."""
+    s = a @ b.T
+    i, j = np.divmod(np.flatnonzero(s >= cut), s.shape[1])  # 1-d nonzero: far faster than 2-d
+    if qa is not None and qb is not None:
+        ok = qb[j] < qa[i]
+        i, j = i[ok], j[ok]
+    return i, j, s[i, j].astype(np.float64)
+
+
+def _map_cells(fn: Callable[[int], Any], cells: list[int]) -> Iterator[Any]:
+    """fn over cells on one thread per core, each with a single-threaded BLAS: the per-cell
+    products are small, and multi-threaded BLAS on small products spins badly on a busy box."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - numpy's own threads then
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            yield from pool.map(fn, cells)
+        return
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        yield from pool.map(fn, cells)
+
+
+_POP8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Differing bits per row of two packed (rows x words) uint64 matrices."""
+    x = a ^ b
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return np.bitwise_count(x).sum(axis=1, dtype=np.int64)
+    return _POP8[x.view(np.uint8)].sum(axis=1, dtype=np.int64)  # pragma: no cover
+
+
+class _Cell:
+    """One k-means cell of the kept set: rows (r, |e|) and their store ids (growable)."""
+
+    __slots__ = ("data", "ids", "n")
+
+    def __init__(self, width: int):
+        self.data = np.empty((8, width), np.float32)
+        self.ids = np.empty(8, np.int64)
+        self.n = 0
+
+    def add(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        need = self.n + len(rows)
+        if need > len(self.ids):
+            cap = max(need, 2 * len(self.ids))
+            data = np.empty((cap, self.data.shape[1]), np.float32)
+            data[:self.n] = self.data[:self.n]
+            i = np.empty(cap, np.int64)
+            i[:self.n] = self.ids[:self.n]
+            self.data, self.ids = data, i
+        self.data[self.n:need] = rows
+        self.ids[self.n:need] = ids
+        self.n = need
+
+
+class ApproxEngine:
+    """Greedy dedup against a compact in-memory copy of the kept set.
+
+    Each vector x (unit, d dims) is described by its PCA projection r (`reduced_dims`), the
+    norm |e| of the residual e = x - W r, and a sign sketch of e (`sketch_dims` bits, signs of
+    random projections). For two vectors, sim = r.r' + e.e' and |e.e'| <= |e||e'|, so
+    r.r' + |e||e'| is an upper bound that no true pair can fall below: it prunes without loss.
+    The sketch estimates e.e' = |e||e'| cos(pi * hamming / bits); a pair is dropped only when
+    the estimate is below the threshold by more than a calibrated multiple of |e||e'|. The
+    survivors are scored on an int8 copy of the kept vector (error about 1e-4) and pairs whose
+    int8 score lies within its error bound of the threshold are re-read and scored exactly.
+
+    Candidates come from k-means cells over r: every kept prompt lives in its nearest cell;
+    a new prompt probes each cell whose centroid score is within a *measured* probe gap of its
+    best one (at most `nprobe` cells). Gap and sketch margin are measured on the true pairs of
+    a contiguous time window of the data (near-duplicates are mostly recent resubmissions).
+
+    Memory per kept prompt: d bytes (int8) + 4 * reduced_dims + sketch_dims / 8 + 24; one block
+    of float32 vectors besides. 1M kept x 3072 dims: about 4.2 GB.
     """
 
     mode = "approx"
 
     def __init__(self, reader: VectorReader, threshold: float, *, capacity: int,
                  partitions: int | None = None, nprobe: int | None = None,
-                 reduced_dims: int | None = None, block_rows: int | None = None,
-                 spill: int = 2, seed: int = 0):
+                 reduced_dims: int | None = None, sketch_dims: int = 512,
+                 block_rows: int | None = None, seed: int = 0):
         self.reader = reader
-        self.spill = max(1, spill)
         self.t = threshold
         self.dim = d = reader.dim
         self.margin32 = gemm_margin(d)
         if reduced_dims is None:
-            reduced_dims = d if d <= 192 else (256 if d >= 1024 else 128)
-        self.r = min(reduced_dims, d)
-        self.partitions = partitions or int(np.clip(2 ** round(math.log2(max(capacity, 1) / 800)), 16, 4096))
-        self.nprobe = min(nprobe or 16, self.partitions)
-        self.block = block_rows or max(1024, min(8192, int(2 ** 26 // d)))
+            reduced_dims = 256 if d >= 1024 else 128
+        self.r = max(1, min(reduced_dims, d))
+        self.bits = 0 if self.r >= d or sketch_dims <= 0 else max(64, (sketch_dims // 64) * 64)
+        self.words = max(1, self.bits // 64)
+        self.partitions = partitions or int(np.clip(2 ** round(math.log2(max(capacity, 1) / 1000)), 8, 4096))
+        self.nprobe = max(1, nprobe or 32)
+        self.block = block_rows or max(1024, min(32768, int(2 ** 27 // d)))
         self.seed = seed
         self.capacity = capacity
-        self.q8 = np.empty((capacity, d), np.int8)  # pages are only touched as rows arrive
+        self.eps = 1e-3 + self.margin32  # float32 slack on the pruning bound
+        # the kept store, indexed by store id; pages are only touched as rows arrive
+        self.q8 = np.empty((capacity, d), np.int8)
         self.scale = np.empty(capacity, np.float32)
         self.kpos = np.empty(capacity, np.int64)
-        self.l1 = 0.0
+        self.ken = np.empty(capacity, np.float32)
+        self.kbits = np.empty((capacity, self.words), np.uint64)
         self.n = 0
-        self.parts: list[_Grow] = []
+        self.cells: list[_Cell] = []
+        self.w: np.ndarray | None = None
+        self.gap = 0.0
+        self.sketch_c = 2.0
         self.stats: dict[str, Any] = {}
         self.timers: dict[str, float] = {}
         self.sample_pos = np.empty(0, np.int64)
@@ -510,63 +593,118 @@ class ApproxEngine:
         self.sample_best = np.empty(0)
         self.sample_arg = np.empty(0, np.int64)
 
-    # -- timing helper
     def _tick(self, key: str, t0: float) -> float:
         now = time.perf_counter()
         self.timers[key] = self.timers.get(key, 0.0) + now - t0
         return now
 
+    # -- training
     def train(self, positions: np.ndarray) -> None:
-        """PCA, k-means partitions and the candidate margin, from a random sample of rows."""
+        """PCA, sketch, k-means cells from a random sample; probe gap and sketch margin from
+        the true pairs of a contiguous window."""
         t0 = time.perf_counter()
+        positions = np.asarray(positions, np.int64)
         rng = np.random.default_rng(self.seed)
-        n_train = int(min(len(positions), max(40 * self.partitions, 20_000), 120_000))
+        n_train = int(min(len(positions), max(40 * self.partitions, 20_000), 100_000))
         sample = np.sort(rng.choice(positions, n_train, replace=False))
-        head = min(len(sample), 20_000)
+        head = min(len(sample), 10_000)
         xh = self.reader.read(sample[:head])
-        self.w = _pca(xh, self.r, self.seed) if self.r < self.dim else None
-        rs = [self._reduce(xh)]
+        if self.r < self.dim:
+            self.w = _pca(xh, self.r, self.seed)
+            if self.bits:
+                # a CountSketch: every coordinate goes to one of `bits` buckets with a random
+                # sign; O(d) per vector where a dense Gaussian projection costs d * bits
+                # (coordinate i goes to bucket i mod bits: embedding coordinates carry no order)
+                k = -(-self.dim // self.bits)
+                sign = rng.choice(np.array([-1.0, 1.0], np.float32), k * self.bits)
+                sign[self.dim:] = 0.0  # padding
+                self.cs_sign = sign.reshape(k, self.bits)
+                self.cs_w = np.ascontiguousarray(self._countsketch(np.ascontiguousarray(self.w.T)))  # r x bits
+        rs = [self._features(xh)[0]]
         for _p, x in self.reader.blocks(sample[head:], 16384):
-            rs.append(self._reduce(x))
+            rs.append(self._features(x)[0])
         rall = np.concatenate(rs)
         self.partitions = min(self.partitions, len(rall))
         self.nprobe = min(self.nprobe, self.partitions)
         self.centroids = _kmeans(rall, self.partitions, self.seed)
-        self.parts = [_Grow(self.r, np.float16) for _ in range(self.partitions)]
-        self.delta = self._calibrate(xh, rs[0]) if self.w is not None else self.margin32
-        self.spill = min(self.spill, self.partitions)
-        self.stats.update({"partitions": self.partitions, "nprobe": self.nprobe, "spill": self.spill,
-                           "reduced_dims": self.r, "margin": round(self.delta, 4),
-                           "train_rows": n_train})
+        self.cells = [_Cell(self.r + 1) for _ in range(self.partitions)]
+        self._calibrate(positions)
+        self.stats.update({"partitions": self.partitions, "nprobe": self.nprobe,
+                           "reduced_dims": self.r, "sketch_dims": self.bits,
+                           "train_rows": n_train, "block_rows": self.block})
         self._tick("train", t0)
 
-    def _reduce(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.w if self.w is not None else x
+    def _features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(projection r, residual norm |e|, packed sign sketch of e) per row."""
+        n = len(x)
+        if self.w is None:
+            return x, np.zeros(n, np.float32), np.zeros((n, self.words), np.uint64)
+        r = x @ self.w
+        en = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", r, r))).astype(np.float32)
+        if self.bits:
+            sk = self._countsketch(x) - r @ self.cs_w  # the sketch of the residual x - W r
+            bits = np.ascontiguousarray(np.packbits(sk > 0, axis=1)).view(np.uint64)
+        else:
+            bits = np.zeros((n, self.words), np.uint64)
+        return r, en, np.ascontiguousarray(bits)
 
-    def _calibrate(self, x: np.ndarray, r: np.ndarray) -> float:
-        """How far below the threshold a true pair can score in the projection, measured."""
-        nq = min(len(x), 2000)
-        exact = x[:nq] @ x.T
-        np.fill_diagonal(exact[:, :nq], -2)
-        qi, kj = np.nonzero(exact >= self.t - 0.3)
-        if len(qi) > 200_000:
-            pick = np.random.default_rng(self.seed).choice(len(qi), 200_000, replace=False)
-            keep = np.zeros(len(qi), bool)
-            keep[pick] = True
-            keep |= exact[qi, kj] >= self.t  # every pair that matters most stays
-            qi, kj = qi[keep], kj[keep]
-        e = exact[qi, kj]
-        err = e - np.einsum("ij,ij->i", r[qi], r[kj])
-        for lo in (self.t, self.t - 0.1, self.t - 0.2, self.t - 0.3):
-            m = e >= lo
-            if m.sum() >= 200:
-                self.stats["margin_pairs"] = int(m.sum())
-                return float(max(err[m].max(), np.quantile(err[m], 0.9999)) + 0.02)
-        self.stats["margin_pairs"] = 0
-        return 0.25
+    def _countsketch(self, x: np.ndarray) -> np.ndarray:
+        k = self.cs_sign.shape[0]
+        if x.shape[1] != k * self.bits:
+            x = np.concatenate([x, np.zeros((len(x), k * self.bits - x.shape[1]), np.float32)], axis=1)
+        xs = x.reshape(len(x), k, self.bits)
+        out = xs[:, 0] * self.cs_sign[0]
+        for i in range(1, k):
+            out += xs[:, i] * self.cs_sign[i]
+        return out
+
+    def _estimate(self, up: np.ndarray, ea: np.ndarray, eb: np.ndarray, ba: np.ndarray,
+                  bb: np.ndarray) -> np.ndarray:
+        """The largest similarity a pair can still have: r.r' + |e||e'| min(1, cos + c), from
+        the bound `up` = r.r' + |e||e'|."""
+        e2 = ea.astype(np.float64) * eb
+        cos = np.cos(np.pi * _hamming(ba, bb) / self.bits)
+        return up - e2 * np.maximum(0.0, 1.0 - cos - self.sketch_c)
+
+    def _calibrate(self, positions: np.ndarray) -> None:
+        m = min(len(positions), 8_000)
+        a = (len(positions) - m) // 2
+        x = self.reader.read(positions[a:a + m])
+        r, en, bits = self._features(x)
+        qs: list[np.ndarray] = []
+        ks: list[np.ndarray] = []
+        ss: list[np.ndarray] = []
+        for i0 in range(0, m, 2048):
+            s = x[i0:i0 + 2048] @ x[:i0 + 2048].T
+            qi, kj = np.nonzero(s >= self.t - 0.1)
+            ok = kj < qi + i0
+            qs.append(qi[ok] + i0)
+            ks.append(kj[ok])
+            ss.append(s[qi[ok], kj[ok]])
+        q, k, s = np.concatenate(qs), np.concatenate(ks), np.concatenate(ss).astype(np.float64)
+        rr = np.einsum("ij,ij->i", r[q], r[k]).astype(np.float64)
+        if self.bits and len(q) >= 50:
+            e2 = np.maximum(en[q].astype(np.float64) * en[k], 1e-9)
+            cos = np.cos(np.pi * _hamming(bits[q], bits[k]) / self.bits)
+            self.sketch_c = float(min(2.0, 1.25 * np.max(np.abs(s - rr - e2 * cos) / e2) + 0.01))
+        true = s >= self.t
+        cs = r @ self.centroids.T
+        if true.sum() >= 20:
+            home = np.argmax(cs[k[true]], axis=1)
+            qq = q[true]
+            gaps = cs[qq].max(axis=1) - cs[qq, home]
+            self.gap = float(np.quantile(gaps, PROBE_QUANTILE) + 0.01)
+        else:
+            self.gap = 0.1
+        top = _topk(cs, self.nprobe)
+        ts = np.take_along_axis(cs, top, 1)
+        self.stats.update({"probe_gap": round(self.gap, 4), "sketch_margin": round(self.sketch_c, 3),
+                           "calibration_pairs": int(true.sum()),
+                           "mean_probes": round(float((ts >= ts[:, :1] - self.gap).sum(1).mean()), 2)})
 
     # -- the kept store
-    def _add_kept(self, pos: np.ndarray, x: np.ndarray, part: np.ndarray, r: np.ndarray) -> None:
+    def _add_kept(self, pos: np.ndarray, x: np.ndarray, r: np.ndarray, en: np.ndarray,
+                  bits: np.ndarray, home: np.ndarray) -> None:
         if not len(pos):
             return
         q, sc = _quantize(x)
@@ -574,29 +712,30 @@ class ApproxEngine:
         self.q8[a:b] = q
         self.scale[a:b] = sc
         self.kpos[a:b] = pos
+        self.ken[a:b] = en
+        self.kbits[a:b] = bits
         self.n = b
-        flat = part.reshape(-1)
-        rows = np.repeat(np.arange(len(pos)), part.shape[1]) if part.ndim == 2 else np.arange(len(pos))
-        order = np.argsort(flat, kind="stable")
-        ps = flat[order]
-        cuts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1], True])
-        ids = (a + rows)[order]
-        rr = r[rows[order]].astype(np.float16)
+        order = np.argsort(home, kind="stable")
+        hs = home[order]
+        cuts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1], True])
         for s, e in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-            self.parts[int(ps[s])].add(rr[s:e], ids[s:e])
+            rows = order[s:e]
+            self.cells[int(hs[s])].add(np.concatenate([r[rows], en[rows, None]], axis=1), a + rows)
         self._check_sample(pos, x)
 
     def _probe(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The partitions each row probes (best first) and the `spill` ones it lives in."""
-        probes = _topk(r @ self.centroids.T, max(self.nprobe, self.spill))
-        return probes[:, :self.nprobe], probes[:, :self.spill]
+        """Each row's cells within the probe gap of its best (best first) and a mask of them."""
+        cs = r @ self.centroids.T
+        top = _topk(cs, self.nprobe)
+        ts = np.take_along_axis(cs, top, 1)
+        return top, ts >= ts[:, :1] - self.gap
 
     def load_prior(self, prior_kept: np.ndarray) -> None:
         t0 = time.perf_counter()
         for pos, x in self.reader.blocks(np.asarray(prior_kept, np.int64), self.block):
-            r = self._reduce(x)
-            _, homes = self._probe(r)
-            self._add_kept(pos, x, homes, r)
+            r, en, bits = self._features(x)
+            top, _ = self._probe(r)
+            self._add_kept(pos, x, r, en, bits, top[:, 0])
         self._tick("load_prior", t0)
 
     # -- the sample check (exact max similarity to the kept set, for recall estimates)
@@ -626,103 +765,119 @@ class ApproxEngine:
     def run(self, positions: np.ndarray, prior_kept: np.ndarray, progress: Progress | None,
             on_block: Callable[[np.ndarray, Decisions], None]) -> None:
         done = 0
-        self.stats.update({"block_rows": self.block, "verified_pairs": 0, "reread_pairs": 0})
+        for k in ("bound_pairs", "sketch_pairs", "verified_pairs", "reread_pairs", "inblock_pairs"):
+            self.stats[k] = 0
         for s0 in range(0, len(positions), self.block):
             pos = positions[s0:s0 + self.block]
             t0 = time.perf_counter()
             x = self.reader.read(pos)
             t0 = self._tick("read", t0)
-            dec, r, primary = self._decide(pos, x)
+            r, en, bits = self._features(x)
+            self._tick("project", t0)
+            dec, home = self._decide(pos, x, r, en, bits)
             t0 = time.perf_counter()
             keep = np.flatnonzero(dec.kept)
-            self._add_kept(pos[keep], x[keep], primary[keep], r[keep])
+            self._add_kept(pos[keep], x[keep], r[keep], en[keep], bits[keep], home[keep])
             self._tick("store", t0)
             on_block(pos, dec)
             done += len(pos)
             if progress:
                 progress(done, len(positions))
 
-    def _decide(self, pos: np.ndarray, x: np.ndarray) -> tuple[Decisions, np.ndarray, np.ndarray]:
+    def _decide(self, pos: np.ndarray, x: np.ndarray, r: np.ndarray, en: np.ndarray,
+                bits: np.ndarray) -> tuple[Decisions, np.ndarray]:
         t0 = time.perf_counter()
         nb = len(pos)
-        r = self._reduce(x)
-        probes, primary = self._probe(r)
+        top, ok = self._probe(r)
+        home = top[:, 0]
+        rows, cols = np.nonzero(ok)
+        cells = top[rows, cols]
+        o = np.argsort(cells, kind="stable")
+        fc, fq = cells[o], rows[o]
+        bounds = np.searchsorted(fc, np.arange(self.partitions + 1))
+        ho = np.argsort(home, kind="stable")
+        hb = np.searchsorted(home[ho], np.arange(self.partitions + 1))
         t0 = self._tick("probe", t0)
-        cut = self.t - self.delta
-        # candidates among kept rows before the block, partition by partition
-        flat_p = probes.ravel()
-        flat_q = np.repeat(np.arange(nb), probes.shape[1])
-        o = np.argsort(flat_p, kind="stable")
-        fp, fq = flat_p[o], flat_q[o]
-        bounds = np.searchsorted(fp, np.arange(self.partitions + 1))
-        cq: list[np.ndarray] = []
-        ck: list[np.ndarray] = []
-        for p in np.flatnonzero(np.diff(bounds)).tolist():
-            g = self.parts[p]
-            if not g.n:
-                continue
-            qs = fq[bounds[p]:bounds[p + 1]]
-            s = r[qs] @ g.data[:g.n].astype(np.float32).T
-            qi, kj = np.nonzero(s >= cut)
-            if len(qi):
-                cq.append(qs[qi])
-                ck.append(g.ids[kj])
-        pq = np.concatenate(cq) if cq else np.empty(0, np.int64)
-        pk = np.concatenate(ck) if ck else np.empty(0, np.int64)
-        if self.spill > 1 and len(pq):
-            key = np.unique(pq.astype(np.int64) * self.capacity + pk)
-            pq, pk = key // self.capacity, key % self.capacity
+        cut = self.t - self.eps
+        pq: list[np.ndarray] = []
+        pk: list[np.ndarray] = []
+        pr: list[np.ndarray] = []
+        iq: list[np.ndarray] = []
+        ij: list[np.ndarray] = []
+        ir: list[np.ndarray] = []
+        ra = np.concatenate([r, en[:, None]], axis=1)  # unit: |r|^2 + |e|^2 = 1
+
+        def cell(c: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+            qs = fq[bounds[c]:bounds[c + 1]]
+            rq = ra[qs]
+            g = self.cells[c]
+            prior: tuple[np.ndarray, ...] = ()
+            inner: tuple[np.ndarray, ...] = ()
+            if g.n:
+                qi, kj, sv = _pairs_above(rq, g.data[:g.n], cut)
+                prior = (qs[qi], g.ids[kj], sv)
+            ms = ho[hb[c]:hb[c + 1]]
+            if len(ms):
+                qi, mj, sv = _pairs_above(rq, ra[ms], cut, qs, ms)
+                inner = (qs[qi], ms[mj], sv)
+            return prior, inner
+
+        for prior, inner in _map_cells(cell, np.flatnonzero(np.diff(bounds)).tolist()):
+            if prior and len(prior[0]):
+                pq.append(prior[0])
+                pk.append(prior[1])
+                pr.append(prior[2])
+            if inner and len(inner[0]):
+                iq.append(inner[0])
+                ij.append(inner[1])
+                ir.append(inner[2])
+        e64, ef = np.empty(0, np.int64), np.empty(0)
+        q1 = np.concatenate(pq) if pq else e64
+        k1 = np.concatenate(pk) if pk else e64
+        r1 = np.concatenate(pr).astype(np.float64) if pr else ef
+        q2 = np.concatenate(iq) if iq else e64
+        j2 = np.concatenate(ij) if ij else e64
+        r2 = np.concatenate(ir).astype(np.float64) if ir else ef
+        self.stats["bound_pairs"] += len(q1) + len(q2)
         t0 = self._tick("candidates", t0)
-        ps = self._verify(pq, pk, x)
+        if self.bits:
+            m1 = self._estimate(r1, en[q1], self.ken[k1], bits[q1], self.kbits[k1]) >= cut
+            q1, k1 = q1[m1], k1[m1]
+            r2 = self._estimate(r2, en[q2], en[j2], bits[q2], bits[j2])
+        t0 = self._tick("sketch", t0)
+        s1 = self._verify(q1, k1, x)
         t0 = self._tick("verify", t0)
-        # candidates within the block: earlier rows whose primary partition this row probes
-        home_rows = np.repeat(np.arange(nb), primary.shape[1])
-        hflat = primary.reshape(-1)
-        members_order = np.argsort(hflat, kind="stable")
-        mp = hflat[members_order]
-        members_order = home_rows[members_order]
-        mb = np.searchsorted(mp, np.arange(self.partitions + 1))
-        iq_l: list[np.ndarray] = []
-        ij_l: list[np.ndarray] = []
-        for p in np.flatnonzero((np.diff(bounds) > 0) & (np.diff(mb) > 0)).tolist():
-            qs = fq[bounds[p]:bounds[p + 1]]
-            ms = members_order[mb[p]:mb[p + 1]]
-            s = r[qs] @ r[ms].T
-            hit = (s >= cut) & (ms[None, :] < qs[:, None])
-            qi, mj = np.nonzero(hit)
-            if len(qi):
-                iq_l.append(qs[qi])
-                ij_l.append(ms[mj])
-        iq = np.concatenate(iq_l) if iq_l else np.empty(0, np.int64)
-        ij = np.concatenate(ij_l) if ij_l else np.empty(0, np.int64)
-        if self.spill > 1 and len(iq):
-            key = np.unique(iq.astype(np.int64) * nb + ij)
-            iq, ij = key // nb, key % nb
-        isim = np.empty(len(iq))
-        for a in range(0, len(iq), 16384):
-            isim[a:a + 16384] = np.einsum("ij,ij->i", x[iq[a:a + 16384]], x[ij[a:a + 16384]])
-        near = np.abs(isim - self.t) < self.margin32
+        # A prompt with an earlier kept prompt at or above the threshold is a duplicate whatever
+        # the block holds: pairs with it as the earlier prompt cannot matter, nor pairs that
+        # cannot beat its best prior similarity (a prior prompt wins ties: it is earlier).
+        best = np.full(nb, -np.inf)
+        hit = s1 >= self.t
+        np.maximum.at(best, q1[hit], s1[hit])
+        m2 = (r2 >= cut) & (best[j2] < self.t) & (r2 >= best[q2])
+        q2, j2 = q2[m2], j2[m2]
+        self.stats["sketch_pairs"] += len(q1) + len(q2)
+        s2 = _row_dots(x, q2, x, j2)
+        near = np.abs(s2 - self.t) < self.margin32
         if near.any():
-            isim[near] = canonical_sims(x[iq[near]], x[ij[near]])
+            s2[near] = canonical_sims(x[q2[near]], x[j2[near]])
+        self.stats["inblock_pairs"] += len(q2)
         t0 = self._tick("inblock", t0)
-        dec = resolve_block(nb, int(pos[0]), (pq, self.kpos[pk] if len(pk) else pk, ps),
-                            (iq, ij, isim), self.t)
+        dec = resolve_block(nb, int(pos[0]), (q1, self.kpos[k1], s1), (q2, j2, s2), self.t)
         self._tick("resolve", t0)
-        return dec, r, primary
+        return dec, home
 
     def _verify(self, q: np.ndarray, k: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Similarities of candidate pairs from the int8 copies; exact re-read near the threshold."""
+        """Similarities of candidate pairs from the int8 copies; exact re-read near the threshold.
+
+        The int8 error is sum_i x_i d_i with |d_i| <= scale/2: at most scale/2 * |x|_1, and
+        about scale/sqrt(12) * |x|_2 in practice (independent rounding errors); pairs within
+        min(that worst case, 8 such standard deviations) of the threshold are read back."""
         if not len(q):
             return np.empty(0)
-        sims = np.empty(len(q))
-        bound = np.empty(len(q))
+        sims = _row_dots(x, q, self.q8, k) * self.scale[k]
         l1 = np.abs(x).sum(axis=1)
-        for s in range(0, len(q), 8192):
-            qq, kk = q[s:s + 8192], k[s:s + 8192]
-            deq = self.q8[kk].astype(np.float32)
-            sims[s:s + 8192] = np.einsum("ij,ij->i", x[qq], deq) * self.scale[kk]
-            # |error| <= sum_i |x_i| * scale/2, plus float32 rounding
-            bound[s:s + 8192] = l1[qq] * self.scale[kk] * 0.5 + self.margin32
+        sc = self.scale[k].astype(np.float64)
+        bound = np.minimum(l1[q] * sc * 0.5, 8.0 * sc / math.sqrt(12.0)) + self.margin32
         self.stats["verified_pairs"] += len(q)
         near = np.abs(sims - self.t) < bound
         if near.any():
@@ -751,6 +906,7 @@ class ApproxEngine:
             "false_duplicates": int((~exact_dup & ours_dup).sum()),
             "duplicate_recall": float((exact_dup & ours_dup).sum() / n_dup) if n_dup else 1.0,
         }
+
 
 
 # ---------------------------------------------------------------------------- the lake side
@@ -861,7 +1017,7 @@ def dedup(
     partitions: int | None = None,
     nprobe: int | None = None,
     reduced_dims: int | None = None,
-    spill: int = 2,
+    sketch_dims: int = 512,
     block_rows: int | None = None,
     min_approx_rows: int = 50_000,
     memory_gb: float = DEFAULT_MEMORY_GB,
@@ -966,7 +1122,7 @@ def dedup(
     else:
         engine = ApproxEngine(reader, threshold, capacity=len(prior_kept) + len(positions),
                               partitions=partitions, nprobe=nprobe, reduced_dims=reduced_dims,
-                              block_rows=block_rows, spill=spill, seed=seed)
+                              block_rows=block_rows, sketch_dims=sketch_dims, seed=seed)
         rng = np.random.default_rng(seed + 1)
         engine.train(np.concatenate([prior_kept, positions]))
         if check_sample:

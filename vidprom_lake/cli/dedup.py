@@ -28,10 +28,14 @@ def _progress(label: str) -> Any:
 @click.option("--recompute", is_flag=True, help="Decide every prompt again, ignoring earlier runs.")
 @click.option("--check-sample", type=int, default=1000, show_default=True,
               help="Approximate mode: prompts checked exactly to estimate recall (0: none).")
-@click.option("--nprobe", type=int, default=None, help="Approximate mode: partitions probed per prompt.")
+@click.option("--nprobe", type=int, default=None,
+              help="Approximate mode: most cells probed per prompt (the measured probe gap "
+                   "decides how many; default 32).")
 @click.option("--partitions", type=int, default=None, help="Approximate mode: k-means partitions.")
 @click.option("--reduced-dims", type=int, default=None,
               help="Approximate mode: PCA dimensions for candidates (default 128 or 256).")
+@click.option("--sketch-dims", type=int, default=512, show_default=True,
+              help="Approximate mode: bits of the residual sign sketch (0: bound only).")
 @click.option("--memory-gb", type=float, default=None,
               help="Memory for the exact mode's kept set before it streams it from disk.")
 @click.option("--dry-run", is_flag=True, help="Decide and report, but write nothing.")
@@ -39,7 +43,7 @@ def _progress(label: str) -> Any:
 @click.pass_context
 def dedup(ctx: click.Context, threshold: float, exact: bool, column: str, recompute: bool,
           check_sample: int, nprobe: int | None, partitions: int | None,
-          reduced_dims: int | None, memory_gb: float | None, dry_run: bool, fmt: str) -> None:
+          reduced_dims: int | None, sketch_dims: int, memory_gb: float | None, dry_run: bool, fmt: str) -> None:
     """Mark semantically unique prompts (VidProS): earliest prompt wins, in time order.
 
     Incremental: only prompts not decided yet (and any later than a new one) are decided.
@@ -56,7 +60,7 @@ def dedup(ctx: click.Context, threshold: float, exact: bool, column: str, recomp
 
         report = run(lake, threshold, exact, column=column, recompute=recompute,
                      check_sample=check_sample, nprobe=nprobe, partitions=partitions,
-                     reduced_dims=reduced_dims,
+                     reduced_dims=reduced_dims, sketch_dims=sketch_dims,
                      memory_gb=memory_gb or DEFAULT_MEMORY_GB, dry_run=dry_run, progress=tick)
     if fmt == "table":
         if report.recompute:

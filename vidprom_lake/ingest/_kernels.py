@@ -444,3 +444,191 @@ def map_put_first(slots_k, slots_v, slots_used, keys, vals, keep, prev):
                 break
             j = (j + 1) & mask
     return added
+
+
+# ----------------------------------------------------------------- uuid5, key hashes, ctime
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).copy()
+_M32 = 0xFFFFFFFF
+
+
+@njit(cache=True, inline="always")
+def _rotl(x, n):
+    return ((x << n) | (x >> (32 - n))) & 0xFFFFFFFF
+
+
+@njit(cache=True, nogil=True)
+def uuid5_batch(data, offsets, valid, ns, out):
+    """uuid5(NAMESPACE_DNS, text) of each valid string, as 36 ASCII bytes per row in `out`
+    (row i at out[36*i:36*i+36]); SHA-1 over the 16 namespace bytes + the UTF-8 text."""
+    w = np.zeros(80, dtype=np.int64)
+    msg = np.zeros(128, dtype=np.uint8)
+    for i in range(offsets.shape[0] - 1):
+        if not valid[i]:
+            continue
+        s = offsets[i]
+        length = offsets[i + 1] - s
+        total = ((16 + length + 8) // 64 + 1) * 64
+        if total > msg.shape[0]:
+            msg = np.zeros(2 * total, dtype=np.uint8)
+        # the padded message: namespace, text, 0x80, zeros, bit length (big-endian)
+        msg[:16] = ns
+        msg[16:16 + length] = data[s:s + length]
+        msg[16 + length] = 0x80
+        msg[17 + length:total - 8] = 0
+        bits = np.int64(16 + length) * 8
+        for t in range(8):
+            msg[total - 1 - t] = (bits >> (8 * t)) & 0xFF
+        h0 = np.int64(0x67452301)
+        h1 = np.int64(0xEFCDAB89)
+        h2 = np.int64(0x98BADCFE)
+        h3 = np.int64(0x10325476)
+        h4 = np.int64(0xC3D2E1F0)
+        for blk in range(0, total, 64):
+            for t in range(16):
+                j = blk + 4 * t
+                w[t] = ((np.int64(msg[j]) << 24) | (np.int64(msg[j + 1]) << 16)
+                        | (np.int64(msg[j + 2]) << 8) | np.int64(msg[j + 3]))
+            for t in range(16, 80):
+                w[t] = _rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1)
+            a, b, c, d, e = h0, h1, h2, h3, h4
+            for t in range(0, 20):
+                tmp = (_rotl(a, 5) + ((b & c) | ((b ^ _M32) & d)) + e + 0x5A827999 + w[t]) & _M32
+                e, d, c, b, a = d, c, _rotl(b, 30), a, tmp
+            for t in range(20, 40):
+                tmp = (_rotl(a, 5) + (b ^ c ^ d) + e + 0x6ED9EBA1 + w[t]) & _M32
+                e, d, c, b, a = d, c, _rotl(b, 30), a, tmp
+            for t in range(40, 60):
+                tmp = (_rotl(a, 5) + ((b & c) | (b & d) | (c & d)) + e + 0x8F1BBCDC + w[t]) & _M32
+                e, d, c, b, a = d, c, _rotl(b, 30), a, tmp
+            for t in range(60, 80):
+                tmp = (_rotl(a, 5) + (b ^ c ^ d) + e + 0xCA62C1D6 + w[t]) & _M32
+                e, d, c, b, a = d, c, _rotl(b, 30), a, tmp
+            h0 = (h0 + a) & _M32
+            h1 = (h1 + b) & _M32
+            h2 = (h2 + c) & _M32
+            h3 = (h3 + d) & _M32
+            h4 = (h4 + e) & _M32
+        o = 36 * i
+        pos = 0
+        for word in (h0, h1, h2, h3):
+            for sh in (24, 16, 8, 0):
+                byte = (word >> sh) & 0xFF
+                if pos == 6:
+                    byte = (byte & 0x0F) | 0x50
+                elif pos == 8:
+                    byte = (byte & 0x3F) | 0x80
+                if pos == 4 or pos == 6 or pos == 8 or pos == 10:
+                    out[o] = 45  # '-'
+                    o += 1
+                out[o] = _HEX[byte >> 4]
+                out[o + 1] = _HEX[byte & 15]
+                o += 2
+                pos += 1
+
+
+@njit(cache=True, nogil=True)
+def hash_strings(data, offsets, valid, out):
+    """A 64-bit hash of each string (FNV-1a over 8-byte words, splitmix64 finish); 0 for NULL.
+
+    Used only to find candidate equal keys: every hit is confirmed on the strings."""
+    for i in range(offsets.shape[0] - 1):
+        if not valid[i]:
+            out[i] = np.uint64(0)
+            continue
+        s = offsets[i]
+        e = offsets[i + 1]
+        h = np.uint64(0xCBF29CE484222325) ^ np.uint64(e - s)
+        j = s
+        while j + 8 <= e:
+            v = np.uint64(0)
+            for t in range(8):
+                v |= np.uint64(data[j + t]) << np.uint64(8 * t)
+            h = (h ^ v) * np.uint64(0x100000001B3)
+            j += 8
+        while j < e:
+            h = (h ^ np.uint64(data[j])) * np.uint64(0x100000001B3)
+            j += 1
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+        out[i] = h
+
+
+_MONTHS = np.frombuffer(b"JanFebMarAprMayJunJulAugSepOctNovDec", dtype=np.uint8).copy()
+_DAYS = np.frombuffer(b"MonTueWedThuFriSatSun", dtype=np.uint8).copy()
+_MDAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+@njit(cache=True, inline="always")
+def _digit(d, j):
+    c = np.int64(d[j]) - 48
+    return c if 0 <= c <= 9 else np.int64(-1000000)
+
+
+@njit(cache=True)
+def _days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    mp = (m + 9) % 12
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(cache=True, nogil=True)
+def parse_ctime(data, offsets, valid, micros, ok):
+    """ctime text ("Sat Dec  2 16:11:31 2023", day space- or zero-padded, ASCII spaces around)
+    -> microseconds since the epoch, ok[i] = True. Only the canonical form with a consistent
+    weekday, a real date and a year 1900-2999 is taken; anything else is left with ok = False
+    for the caller's exact (DuckDB strptime) path."""
+    for i in range(offsets.shape[0] - 1):
+        ok[i] = False
+        if not valid[i]:
+            continue
+        a = offsets[i]
+        b = offsets[i + 1]
+        while a < b and data[a] == 32:
+            a += 1
+        while b > a and data[b - 1] == 32:
+            b -= 1
+        if b - a != 24:
+            continue
+        if data[a + 3] != 32 or data[a + 7] != 32 or data[a + 10] != 32 or data[a + 19] != 32:
+            continue
+        if data[a + 13] != 58 or data[a + 16] != 58:
+            continue
+        wd = -1
+        for k in range(7):
+            if (data[a] == _DAYS[3 * k] and data[a + 1] == _DAYS[3 * k + 1]
+                    and data[a + 2] == _DAYS[3 * k + 2]):
+                wd = k
+        mo = -1
+        for k in range(12):
+            if (data[a + 4] == _MONTHS[3 * k] and data[a + 5] == _MONTHS[3 * k + 1]
+                    and data[a + 6] == _MONTHS[3 * k + 2]):
+                mo = k + 1
+        if wd < 0 or mo < 0:
+            continue
+        d1 = np.int64(0) if data[a + 8] == 32 else _digit(data, a + 8)
+        day = d1 * 10 + _digit(data, a + 9)
+        hh = _digit(data, a + 11) * 10 + _digit(data, a + 12)
+        mi = _digit(data, a + 14) * 10 + _digit(data, a + 15)
+        ss = _digit(data, a + 17) * 10 + _digit(data, a + 18)
+        yr = (_digit(data, a + 20) * 1000 + _digit(data, a + 21) * 100
+              + _digit(data, a + 22) * 10 + _digit(data, a + 23))
+        if yr < 1900 or yr > 2999 or hh < 0 or hh > 23 or mi < 0 or mi > 59 or ss < 0 or ss > 59:
+            continue
+        leap = (yr % 4 == 0 and yr % 100 != 0) or yr % 400 == 0
+        dim = _MDAYS[mo - 1] + (1 if (mo == 2 and leap) else 0)
+        if day < 1 or day > dim:
+            continue
+        days = _days_from_civil(yr, mo, day)
+        if (days + 3) % 7 != wd:  # 1970-01-01 was a Thursday (Mon = 0)
+            continue
+        micros[i] = ((days * 86400) + hh * 3600 + mi * 60 + ss) * 1000000
+        ok[i] = True

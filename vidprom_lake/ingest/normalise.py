@@ -19,6 +19,9 @@ Rare entities beyond those seven are decoded afterwards in Python (`clean.finish
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +37,9 @@ def warm_up_in_background() -> None:
     def warm() -> None:
         try:
             normalise(pa.array(["a -ar 1:1"]))
+            uuid5_strings(pa.array(["a"]))
+            hash_keys(pa.array(["a"]))
+            parse_ctime(pa.array(["Sat Dec  2 16:11:31 2023"]))
             from ._kernels import map_put_first
 
             map_put_first(np.zeros(2, np.uint64), np.zeros(2, np.uint64), np.zeros(2, bool),
@@ -86,9 +92,22 @@ def normalise(prompts: pa.Array, *, pika_flags: bool = True) -> tuple[pa.Array, 
     from . import _kernels as k
 
     data, offsets, valid = _buffers(prompts)
-    out, out_off, spans, ints, has = k.normalise_batch(data, offsets, valid, pika_flags)
-    clean = _string_array(out, out_off, valid)
     n = len(offsets) - 1
+    if n < 20_000:
+        out, out_off, spans, ints, has = k.normalise_batch(data, offsets, valid, pika_flags)
+    else:  # two halves on two threads (the kernel releases the GIL), then joined
+        from concurrent.futures import ThreadPoolExecutor
+
+        mid = n // 2
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vidlake-kernel") as pool:
+            f1 = pool.submit(k.normalise_batch, data, offsets[:mid + 1], valid[:mid], pika_flags)
+            f2 = pool.submit(k.normalise_batch, data, offsets[mid:], valid[mid:], pika_flags)
+            (o1, off1, s1, i1, h1), (o2, off2, s2, i2, h2) = f1.result(), f2.result()
+        m1 = int(off1[-1])
+        out = np.concatenate([o1[:m1], o2[:int(off2[-1])]])
+        out_off = np.concatenate([off1[:-1], off2 + m1])
+        spans, ints, has = np.concatenate([s1, s2]), np.concatenate([i1, i2]), np.concatenate([h1, h2])
+    clean = _string_array(out, out_off, valid)
     if not pika_flags or not has.any():
         return clean, pa.nulls(n, FLAGS_TYPE)
 
@@ -106,3 +125,60 @@ def normalise(prompts: pa.Array, *, pika_flags: bool = True) -> tuple[pa.Array, 
     flags = pa.StructArray.from_arrays(children, fields=list(FLAGS_TYPE),
                                        mask=pa.array(~has))
     return clean, flags
+
+
+def _split_run(kernel: Callable[..., None], n: int, *args: Any) -> None:
+    """Run a row-range kernel (it releases the GIL) on two threads for large batches."""
+    if n < 20_000:
+        kernel(0, n, *args)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    mid = n // 2
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vidlake-kernel") as pool:
+        for f in [pool.submit(kernel, 0, mid, *args), pool.submit(kernel, mid, n, *args)]:
+            f.result()
+
+
+def uuid5_strings(prompts: pa.Array) -> pa.Array:
+    """``uuid5(NAMESPACE_DNS, prompt)`` of each prompt as text (NULL in, NULL out), computed
+    on the batch's UTF-8 bytes (the same SHA-1 that Python's `uuid.uuid5` takes)."""
+    import uuid
+
+    from . import _kernels as k
+
+    data, offsets, valid = _buffers(prompts)
+    n = len(offsets) - 1
+    ns = np.frombuffer(uuid.NAMESPACE_DNS.bytes, dtype=np.uint8).copy()
+    out = np.zeros(36 * max(n, 1), dtype=np.uint8)
+
+    def run(a: int, b: int) -> None:
+        k.uuid5_batch(data, offsets[a:b + 1], valid[a:b], ns, out[36 * a:36 * b])
+
+    _split_run(run, n)
+    return _string_array(out, np.arange(0, 36 * n + 1, 36, dtype=np.int64), valid)
+
+
+def hash_keys(keys: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each string (0 for NULL): candidates for equality, never a proof."""
+    from . import _kernels as k
+
+    data, offsets, valid = _buffers(keys)
+    out = np.zeros(len(offsets) - 1, dtype=np.uint64)
+    k.hash_strings(data, offsets, valid, out)
+    return out
+
+
+def parse_ctime(times: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(timestamps, parsed) for ctime text such as ``Sat Dec  2 16:11:31 2023``.
+
+    Only the canonical form is parsed here; ``parsed`` is False where the caller must ask
+    DuckDB's ``strptime`` (any other spelling, NULL, or no date at all)."""
+    from . import _kernels as k
+
+    data, offsets, valid = _buffers(times)
+    n = len(offsets) - 1
+    micros = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    k.parse_ctime(data, offsets, valid, micros, ok)
+    return pa.array(micros, pa.timestamp("us"), mask=~ok), ok

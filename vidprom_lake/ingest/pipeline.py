@@ -1,14 +1,16 @@
 """The shared path of every prompt source: parse in DuckDB, validate, dedup, append one batch.
 
 A format module turns its file into a DuckDB ``SELECT`` with normalised columns (see
-`SourceQuery`); this module adds the uuid5, the cleaned text and the flags in SQL, streams
-Arrow batches out, validates each row in Python (with the file and row named in any error),
+`SourceQuery`); this module streams Arrow batches out of it, parses ctime text and computes
+uuid5(prompt), the key hashes, the cleaned text and the flags per batch in compiled passes
+(normalise.py), validates each row (with the file and row named in any error),
 drops prompts already in the lake or already seen in the file, and appends the rest to the
 ``prompts`` table as one batch. Any error before the end commits nothing.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
@@ -25,7 +27,7 @@ import pyarrow.compute as pc
 from ..errors import InputError
 from ..schema import NSFW_LABELS, PROMPTS_SCHEMA
 from .clean import ENTITY_RE, finish_clean, sha1_sql, uuid5_sql
-from .normalise import normalise, warm_up_in_background
+from .normalise import hash_keys, normalise, parse_ctime, uuid5_strings, warm_up_in_background
 
 if TYPE_CHECKING:
     import duckdb
@@ -132,6 +134,15 @@ class SourceQuery:
     # NULL when the row is fine): a non-NULL value rejects the row with that reason.
     id_from_source: bool = False
     pika_flags: bool = True  # False: no Pika flag tail is cut or parsed (flags stay NULL)
+    # set: ``time`` and ``time_bad`` are left to the pipeline, which parses ``time_raw`` with
+    # this strptime format (ctime: a compiled pass, DuckDB's strptime for odd spellings)
+    ctime_format: str | None = None
+
+    @property
+    def uuid5_in_batches(self) -> bool:
+        """uuid5(prompt) and the key are computed per batch in the pipeline (compiled SHA-1),
+        not in SQL: only a grouping query needs the key inside the query."""
+        return not self.aggregate and not self.id_from_source
 
 
 def hash_in_background(path: str | Path) -> Any:
@@ -157,6 +168,8 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
 
 
 def _full_sql(q: SourceQuery) -> str:
+    if q.uuid5_in_batches:  # uuid5 and the key come per batch (uuid5_strings), not from SQL
+        return f"SELECT *, hash(prompt) AS _hprompt FROM ({q.sql}) AS src"
     inner = f"SELECT *, {sha1_sql('prompt')} AS _h FROM ({q.sql}) AS src"
     inner = f"SELECT * EXCLUDE (_h), {uuid5_sql('_h')} AS uuid5 FROM ({inner}) AS h"
     keyed = f"SELECT *, coalesce(uuid_given, uuid5) AS _key FROM ({inner}) AS u"
@@ -175,10 +188,38 @@ def _full_sql(q: SourceQuery) -> str:
             f"FROM (SELECT *, (coalesce(time, TIMESTAMP '9999-12-31'), _row) AS _ord FROM ({keyed}) k) o "
             "GROUP BY _key ORDER BY _row"
         )
-    # 64-bit hashes of the key and the text let the dedup below run on integers in numpy.
-    # The cleaned text and the flags are computed later, on the rows that are kept
-    # (normalise.py: a compiled pass, ~5x cheaper than the same rules in SQL).
-    return f"SELECT *, hash(_key) AS _hkey, hash(prompt) AS _hprompt FROM ({keyed}) AS k"
+    # a 64-bit hash of the text lets the in-file dedup below run on integers in numpy (the
+    # key's hash is computed per batch, hash_keys). The cleaned text and the flags are
+    # computed later, on the rows that are kept (normalise.py: a compiled pass, ~5x cheaper
+    # than the same rules in SQL).
+    return f"SELECT *, hash(prompt) AS _hprompt FROM ({keyed}) AS k"
+
+
+def _parse_times(batch: pa.RecordBatch, q: SourceQuery) -> pa.RecordBatch:
+    """Fill ``time`` and ``time_bad`` from ``time_raw`` (formats with ``ctime_format``)."""
+    raw = batch.column("time_raw")
+    times, ok = parse_ctime(raw)
+    valid = raw.is_valid().to_numpy(zero_copy_only=False)
+    bad = np.zeros(batch.num_rows, dtype=bool)
+    odd = np.flatnonzero(valid & ~ok)
+    if len(odd):  # anything but the canonical spelling: DuckDB's strptime decides
+        t = pa.table({"s": raw.take(pa.array(odd))})
+        q.con.register("__odd_times", t)
+        try:
+            r = q.con.execute(
+                f"SELECT try_strptime(trim(s), '{q.ctime_format}')::TIMESTAMP AS t, "
+                "trim(s) <> '' AND try_strptime(trim(s), "
+                f"'{q.ctime_format}') IS NULL AS bad FROM __odd_times").to_arrow_table()
+        finally:
+            q.con.unregister("__odd_times")
+        mask = np.zeros(batch.num_rows, dtype=bool)
+        mask[odd] = True
+        times = pc.replace_with_mask(times, pa.array(mask),
+                                     r.column("t").combine_chunks().cast(pa.timestamp("us")))
+        bad[odd] = r.column("bad").to_numpy(zero_copy_only=False)
+    names = batch.schema.names
+    batch = batch.set_column(names.index("time"), "time", times)
+    return batch.set_column(names.index("time_bad"), "time_bad", pa.array(bad))
 
 
 def _validate(
@@ -245,17 +286,17 @@ def _validate(
 class _Seen:
     """Which keys the lake already has, by 64-bit hash.
 
-    A sorted array of DuckDB `hash(uuid)` values with the uuids in the same order, so a hash
+    A sorted array of `hash_keys(uuid)` values with the uuids in the same order, so a hash
     hit is confirmed on the string itself (a collision never drops a prompt). The keys this
     file already gave are in `_FileKeys`.
     """
 
     def __init__(self, lake: Lake, con: duckdb.DuckDBPyConnection):
-        con.register("__lake_uuids", lake.dataset("prompts").scanner(columns=["uuid"]).to_reader())
-        t = con.execute("SELECT hash(uuid) AS h, uuid FROM __lake_uuids ORDER BY h").to_arrow_table()
-        con.unregister("__lake_uuids")
-        self.lake_h = t.column("h").to_numpy()
-        self.lake_u = t.column("uuid").combine_chunks() if t.num_rows else pa.array([], pa.string())
+        uuids = lake.dataset("prompts").to_table(columns=["uuid"]).column("uuid").combine_chunks()
+        h = hash_keys(uuids) if len(uuids) else np.zeros(0, np.uint64)
+        order = np.argsort(h, kind="stable")
+        self.lake_h = h[order]
+        self.lake_u = uuids.take(pa.array(order)) if len(uuids) else pa.array([], pa.string())
 
     def in_lake(self, hk: np.ndarray, keys: pa.Array) -> np.ndarray:
         n = len(self.lake_h)
@@ -354,12 +395,18 @@ def stream_new_rows(
         if "_row" in batch.schema.names and batch.column("_row").null_count == n:
             batch = batch.set_column(batch.schema.get_field_index("_row"), "_row",
                                      pa.array(np.arange(first_row, first_row + n), pa.int64()))
+        if q.ctime_format:
+            batch = _parse_times(batch, q)
         batch = _validate(batch, first_row, path, opts, report)
         if not batch.num_rows:
             continue
+        if q.uuid5_in_batches:
+            u5 = uuid5_strings(batch.column("prompt"))
+            batch = (batch.append_column("uuid5", u5)
+                     .append_column("_key", pc.coalesce(batch.column("uuid_given"), u5)))
         cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         key = cols["_key"]
-        hk = cols["_hkey"].to_numpy()
+        hk = hash_keys(key)
         keep = ~seen.in_lake(hk, key)
         report.already_in_lake += int((~keep).sum())
         # within-file duplicates (only possible when the format does not aggregate): the first
@@ -486,13 +533,22 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
         report.dry_run = True
     else:
         sha = hash_in_background(path) if Path(path).is_file() else None
-        with lake.batch("ingest", source=path, source_sha256=sha, params=params) as b:
-            report.batch_id = b.batch_id
-            b.append("prompts", stream_new_rows(lake, q, path, opts, report, b.batch_id))
-            b.counts.update(report.counts())
-            if report.rows_added:
-                b.commit()  # the rows first, then an index covering them, in the same batch
-                b.refresh_key_index("prompts", "uuid")
+        # Python's cyclic GC would walk every live object again and again while millions of
+        # short-lived Arrow wrappers come and go (~6% of an ingest's CPU); nothing here
+        # makes reference cycles that matter, so it waits until the batch is done.
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            with lake.batch("ingest", source=path, source_sha256=sha, params=params) as b:
+                report.batch_id = b.batch_id
+                b.append("prompts", stream_new_rows(lake, q, path, opts, report, b.batch_id))
+                b.counts.update(report.counts())
+                if report.rows_added:
+                    b.commit()  # the rows first, then an index covering them, in the same batch
+                    b.refresh_key_index("prompts", "uuid")
+        finally:
+            if gc_was:
+                gc.enable()
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -103,10 +103,11 @@ def _nsfw_sql(present: list[str], *, model: str | None) -> str:
     for lab in NSFW_LABELS:
         if lab in present:
             parts.append(f"TRY_CAST({quote_ident(lab)} AS FLOAT) AS {lab}")
+            # bad: a value is given (not blank) that is no number in [0, 1]; one cast per row,
+            # the text is looked at only for the (rare) rows that fail it
             bad.append(
-                f"({quote_ident(lab)} IS NOT NULL AND trim({quote_ident(lab)}::VARCHAR) <> '' AND "
-                f"(TRY_CAST({quote_ident(lab)} AS FLOAT) IS NULL OR "
-                f"NOT TRY_CAST({quote_ident(lab)} AS FLOAT) BETWEEN 0 AND 1))"
+                f"(CASE WHEN TRY_CAST({quote_ident(lab)} AS FLOAT) BETWEEN 0 AND 1 THEN false "
+                f"ELSE {quote_ident(lab)} IS NOT NULL AND trim({quote_ident(lab)}::VARCHAR) <> '' END)"
             )
         else:
             parts.append(f"NULL::FLOAT AS {lab}")
@@ -126,20 +127,19 @@ def vidprom_csv(path: str, opts: IngestOptions, report: IngestReport) -> SourceQ
     unknown = [c for c in header if c not in VIDPROM_COLUMNS]
     _unknown(unknown, path, opts, report)
     con = _connect()
-    time_norm = "trim(\"time\")"  # strptime's %d takes ctime's space-padded day
+    # `time` is ctime text: the pipeline parses it (ctime_format), a compiled pass for the
+    # canonical spelling and DuckDB's strptime for anything else
     sql = (
         "SELECT NULL::BIGINT AS _row, prompt, "
         "nullif(trim(lower(uuid)), '') AS uuid_given, "
-        "\"time\" AS time_raw, _t AS time, "
-        "(\"time\" IS NOT NULL AND trim(\"time\") <> '' AND _t IS NULL) AS time_bad, "
+        "\"time\" AS time_raw, NULL::TIMESTAMP AS time, false AS time_bad, "
         "NULL::VARCHAR AS source_id, 1::BIGINT AS occurrences, "
         f"{extra_json_sql(unknown)} AS extra, "
         f"{_nsfw_sql([c for c in header if c in NSFW_LABELS], model='source:vidprom')} "
-        f"FROM (SELECT *, try_strptime({time_norm}, '{VIDPROM_TIME_FORMAT}') AS _t "
-        f"FROM {_read_csv_sql(path, header, opts.skip_bad)}) AS parsed"
+        f"FROM {_read_csv_sql(path, header, opts.skip_bad)} AS parsed"
     )
     return SourceQuery(con, sql, opts.source or "vidprom", total_bytes=Path(path).stat().st_size,
-                       error_hint=_csv_error(path))
+                       error_hint=_csv_error(path), ctime_format=VIDPROM_TIME_FORMAT)
 
 
 def _unknown(unknown: list[str], path: str, opts: IngestOptions, report: IngestReport) -> None:

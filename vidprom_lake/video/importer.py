@@ -18,6 +18,7 @@ Compressed tars and deflated zip members are read as before, one `bytes` per mem
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -25,6 +26,7 @@ import os
 import re
 import stat
 import tarfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +54,8 @@ NAME_RE = re.compile(rf"^(?P<model>[A-Za-z0-9_.+]+(?:-[A-Za-z0-9_.+]+)*?)-(?P<uu
 MODEL_RE = re.compile(r"^[A-Za-z0-9_.+:/-]{1,128}$")
 TAR_EXTS = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 ROWS_PER_BATCH = 64
+#: Clips read and probed ahead of the Lance writer (bounds the memory held in flight).
+AHEAD_CLIPS = 2 * ROWS_PER_BATCH
 
 #: Reasons a file is not imported, as they appear in reports.
 REASONS = ("hostile-name", "not-regular-file", "not-video", "bad-name", "model-mismatch",
@@ -141,16 +145,21 @@ class _Slabs:
     LARGEST = SIZE // 8
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()  # placed by the reading thread, released by the writer
         self.free: list[np.ndarray] = []
         self.current: np.ndarray | None = None
         self.pos = 0
         self.users: dict[int, int] = {}  # id(slab) -> members placed and not yet released
 
     def place(self, size: int) -> tuple[np.ndarray, int] | None:
-        import numpy as np
-
         if size > self.LARGEST:
             return None
+        with self.lock:
+            return self._place(size)
+
+    def _place(self, size: int) -> tuple[np.ndarray, int]:
+        import numpy as np
+
         if self.current is None or self.pos + size > self.SIZE:
             self._retire()
             self.current = self.free.pop() if self.free else np.empty(self.SIZE, np.uint8)
@@ -162,11 +171,12 @@ class _Slabs:
         return self.current, start
 
     def release(self, slab: np.ndarray) -> None:
-        key = id(slab)
-        self.users[key] -= 1
-        if self.users[key] == 0 and slab is not self.current:
-            del self.users[key]
-            self.free.append(slab)
+        with self.lock:
+            key = id(slab)
+            self.users[key] -= 1
+            if self.users[key] == 0 and slab is not self.current:
+                del self.users[key]
+                self.free.append(slab)
 
     def _retire(self) -> None:
         cur = self.current
@@ -743,8 +753,12 @@ class _Importer:
             write: Callable[[Iterator[pa.RecordBatch]], None], commit: Callable[[], None],
             progress: Callable[[int, int], None] | None = None) -> None:
         report, slabs, verify = self.report, self.slabs, self.verify
-        probed = _probe_parallel(self.accepted(members), verify=verify,
-                                 thumbnails=self.thumbnails, workers=self.threads)
+        # Reading, hashing and probing run in a thread of their own, ahead of the Lance writer
+        # (which pulls rows, writes them and commits each chunk without asking for more).
+        ahead = _Ahead(_probe_parallel(self.accepted(members), verify=verify,
+                                       thumbnails=self.thumbnails, workers=self.threads),
+                       depth=AHEAD_CLIPS)
+        probed = iter(ahead)
         done = False
         errors: list[BaseException] = []
         written: list[Any] = []
@@ -791,22 +805,25 @@ class _Importer:
             if rows:
                 yield _rows_batch(rows, spots)
 
-        while not done:
-            before = report.imported
-            written.clear()
-            try:
-                write(chunk_batches())
-            except Exception:
-                if errors:
-                    raise errors[0] from None
-                raise
-            for spot in written:  # Lance has written these bytes: their slabs may be reused
-                if spot is not None:
-                    slabs.release(spot[0])
-            if report.imported > before:
-                commit()
-            if progress:
-                progress(report.files_seen, report.files_seen)
+        try:
+            while not done:
+                before = report.imported
+                written.clear()
+                try:
+                    write(chunk_batches())
+                except Exception:
+                    if errors:
+                        raise errors[0] from None
+                    raise
+                for spot in written:  # Lance has written these bytes: their slabs may be reused
+                    if spot is not None:
+                        slabs.release(spot[0])
+                if report.imported > before:
+                    commit()
+                if progress:
+                    progress(report.files_seen, report.files_seen)
+        finally:
+            ahead.close()  # stops the reading thread if the write failed
 
 
 def _probe_one(data: bytes, name: str, verify: str,
@@ -845,6 +862,78 @@ def _probe_parallel(items: Iterator[tuple[Any, ...]], *, verify: str, thumbnails
         while window:
             done, fut = window.popleft()
             yield (*done, *fut.result())
+
+
+class _Ahead:
+    """Iterate `items` in a background thread, at most `depth` items ahead of the consumer.
+
+    An exception in the producer is raised in the consumer at the point it happened;
+    `close` (or the consumer stopping early) stops the producer at its next item.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], depth: int):
+        import queue
+
+        self.items = items
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="vidlake-import-read", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self.items:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._put(_Raised(exc))
+            return
+        self._put(self._END)
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is self._END:
+                    return
+                if isinstance(item, _Raised):
+                    raise item.exc
+                yield item
+        finally:
+            if self.thread.is_alive():
+                self.close()
+
+    def close(self) -> None:
+        import queue
+
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        while self.thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self.queue.get(timeout=0.05)
+        self.thread.join()
+        close = getattr(self.items, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class _Raised:
+    exc: BaseException
 
 
 def _follows(prev: Any, spot: Any, prev_len: int) -> bool:

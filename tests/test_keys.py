@@ -1,0 +1,96 @@
+"""The compiled uuid5, key hash and ctime passes of the ingest (ingest/normalise.py) equal
+their references: Python's `uuid.uuid5`, and DuckDB's `try_strptime` on the VidProM format."""
+
+from __future__ import annotations
+
+import uuid
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vidprom_lake.ingest.normalise import hash_keys, normalise, parse_ctime, uuid5_strings
+from vidprom_lake.ingest.sources import VIDPROM_TIME_FORMAT
+
+TEXT = st.text(alphabet=st.sampled_from(list("ab -\n\t€é😀日&;<>")), max_size=300)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(TEXT, st.none()), max_size=40))
+def test_uuid5_equals_python(values: list[str | None]) -> None:
+    got = uuid5_strings(pa.array(values, pa.string())).to_pylist()
+    assert got == [None if v is None else str(uuid.uuid5(uuid.NAMESPACE_DNS, v)) for v in values]
+
+
+def test_uuid5_block_edges_and_two_threads() -> None:
+    # every message length around the 64-byte SHA-1 blocks (16 namespace bytes + text), and a
+    # batch large enough to be split across two threads
+    values = ["x" * n for n in range(300)] + [f"prompt {i} é" for i in range(40_000)]
+    got = uuid5_strings(pa.array(values)).to_pylist()
+    assert got == [str(uuid.uuid5(uuid.NAMESPACE_DNS, v)) for v in values]
+    sliced = pa.array(["a", "bb", "ccc", "dddd"]).slice(1, 2)  # an array offset
+    assert uuid5_strings(sliced).to_pylist() == [str(uuid.uuid5(uuid.NAMESPACE_DNS, v))
+                                                 for v in ("bb", "ccc")]
+
+
+def test_hash_keys_equal_strings_equal_hashes() -> None:
+    keys = [str(uuid.uuid4()) for _ in range(50_000)]
+    h = hash_keys(pa.array(keys + keys[:10] + [None]))
+    assert len(np.unique(h[:50_000])) == 50_000
+    assert (h[50_000:50_010] == h[:10]).all() and h[-1] == 0
+
+
+DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "mon", "Xyz"]
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+          "dec", "Foo"]
+
+
+@st.composite
+def ctimes(draw: st.DrawFn) -> str:
+    if draw(st.booleans()):  # an arbitrary spelling, for the fallback path
+        return draw(st.text(alphabet=st.sampled_from(list("MonDec 0123456789:\t")), max_size=30))
+    day = draw(st.integers(0, 32))
+    d = draw(st.sampled_from([f"{day:2d}", f"{day:02d}", f"{day}"]))
+    return (f"{draw(st.sampled_from(['', ' ', '  ']))}{draw(st.sampled_from(DAYS))} "
+            f"{draw(st.sampled_from(MONTHS))} {d} {draw(st.integers(0, 25)):02d}:"
+            f"{draw(st.integers(0, 61)):02d}:{draw(st.integers(0, 61)):02d} "
+            f"{draw(st.sampled_from([1899, 1900, 1970, 2000, 2023, 2024, 2100, 2999, 3000]))}"
+            f"{draw(st.sampled_from(['', ' ', '  ']))}")
+
+
+def _duckdb_times(values: list[str | None]) -> list:
+    con = duckdb.connect()
+    con.register("t", pa.table({"s": pa.array(values, pa.string())}))
+    return con.execute(f"SELECT try_strptime(trim(s), '{VIDPROM_TIME_FORMAT}')::TIMESTAMP "
+                       "FROM t").fetchall()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(ctimes(), st.none()), max_size=30))
+def test_ctime_fast_path_agrees_with_duckdb(values: list[str | None]) -> None:
+    """Where the compiled pass parses a value, DuckDB's strptime gives the same instant
+    (what it leaves, the ingest hands to DuckDB)."""
+    times, ok = parse_ctime(pa.array(values, pa.string()))
+    ref = _duckdb_times(values)
+    for v, t, good, (r,) in zip(values, times.to_pylist(), ok, ref, strict=True):
+        if good:
+            assert r is not None and t == r, v
+
+
+def test_ctime_examples() -> None:
+    times, ok = parse_ctime(pa.array(["Sat Dec  2 16:11:31 2023", " Thu Feb 29 00:00:00 2024 ",
+                                      "Fri Dec  2 16:11:31 2023", "Sat Dec 02 16:11:31 2023",
+                                      "Fri Feb 30 00:00:00 2024", None]))
+    assert ok.tolist() == [True, True, False, True, False, False]  # wrong weekday: DuckDB's call
+    assert str(times[0].as_py()) == "2023-12-02 16:11:31"
+
+
+def test_normalise_split_across_threads_equals_one_pass() -> None:
+    values = [f"a cat &amp; dog {i} -ar 16:9 -motion {i % 5}" if i % 3 else f"plain {i}  x"
+              for i in range(45_000)]
+    whole_clean, whole_flags = normalise(pa.array(values))
+    parts = [normalise(pa.array(values[a:a + 10_000])) for a in range(0, 45_000, 10_000)]
+    assert whole_clean.to_pylist() == sum((p[0].to_pylist() for p in parts), [])
+    assert whole_flags.to_pylist() == sum((p[1].to_pylist() for p in parts), [])
