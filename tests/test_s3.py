@@ -272,3 +272,45 @@ def test_unreachable_endpoint_is_not_reported_as_a_missing_lake(
     assert result.exit_code == 1
     assert "cannot read s3://bucket/lake/batches.lance (check AWS_ENDPOINT" in result.output
     assert "no lake at" not in result.output
+
+
+def test_export_to_s3(s3_bucket: str, s3_client: Any, files: dict[str, Any]) -> None:
+    """Exports land on s3:// (parquet as one object, folder formats under a prefix with the
+    marker last); an existing target needs --force, and foreign objects are never replaced."""
+    import pyarrow.parquet as pq
+
+    from vidprom_lake.export import MARKER
+
+    lake = create_lake(files["dir"] / "export-src")
+    lake.ingest(str(files["a"]))
+    target = f"s3://{s3_bucket}/exports/prompts.parquet"
+    r = cli("--lake", lake.uri, "export", "--format", "parquet", "-o", target,
+            "--where", "toxicity < 0.5")
+    assert r.exit_code == 0, r.output
+    body = s3_client.get_object(Bucket=s3_bucket, Key="exports/prompts.parquet")["Body"].read()
+    table = pq.read_table(pa_buffer_reader(body))
+    assert table.num_rows == lake.count("prompts", "toxicity < 0.5") > 0
+    r = cli("--lake", lake.uri, "export", "--format", "parquet", "-o", target)
+    assert r.exit_code != 0 and "--force" in r.output
+    r = cli("--lake", lake.uri, "export", "--format", "parquet", "-o", target, "--force")
+    assert r.exit_code == 0, r.output
+    body = s3_client.get_object(Bucket=s3_bucket, Key="exports/prompts.parquet")["Body"].read()
+    assert pq.read_table(pa_buffer_reader(body)).num_rows == 300
+
+    prefix = f"s3://{s3_bucket}/exports/hf/"
+    r = cli("--lake", lake.uri, "export", "--format", "hf", "-o", prefix, "--limit", "20")
+    assert r.exit_code == 0, r.output
+    keys = list_keys(s3_client, s3_bucket, "exports/hf/")
+    assert "exports/hf/" + MARKER in keys and len(keys) >= 2
+    assert any(k.endswith(".arrow") for k in keys), keys
+    s3_client.put_object(Bucket=s3_bucket, Key="exports/foreign/data.bin", Body=b"x")
+    r = cli("--lake", lake.uri, "export", "--format", "hf", "-o", f"s3://{s3_bucket}/exports/foreign/",
+            "--force")
+    assert r.exit_code != 0 and "not a VidLake export" in r.output
+    assert list_keys(s3_client, s3_bucket, "exports/foreign/") == ["exports/foreign/data.bin"]
+
+
+def pa_buffer_reader(body: bytes) -> Any:
+    import pyarrow as pa
+
+    return pa.BufferReader(body)

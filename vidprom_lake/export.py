@@ -363,6 +363,10 @@ def export(
     if limit is not None and limit < 0:
         raise InputError(f"--limit must be >= 0, not {limit}")
     t0 = time.perf_counter()
+    if str(output).startswith("s3://"):
+        return _export_s3(lake, str(output), format, where=where, limit=limit,
+                          shard_size=shard_size, vectors=vectors, force=force,
+                          progress=progress, t0=t0)
     out = Path(output)
     is_dir = format != "parquet"
     tmp = _prepare(out, is_dir=is_dir, force=force)
@@ -383,3 +387,60 @@ def export(
         raise
     files, size = _dir_size(out) if is_dir else (1, out.stat().st_size)
     return ExportResult(format, str(out), rows, files, size, time.perf_counter() - t0)
+
+
+def _export_s3(lake: Lake, uri: str, format: str, *, where: str | None, limit: int | None,
+               shard_size: int, vectors: bool, force: bool, progress: Progress | None,
+               t0: float) -> ExportResult:
+    """Export to ``s3://bucket/key`` (parquet) or ``s3://bucket/prefix/`` (folder formats).
+
+    The export is written to a local staging folder first (under $TMPDIR: it needs that much
+    free disk), then uploaded file by file in streamed parts; a folder's ``MARKER`` object goes
+    last, so a reader that sees it sees a complete export. An existing non-empty target needs
+    ``force`` (and a folder target must be an earlier VidLake export); replaced objects that the
+    new export does not write are deleted after the upload."""
+    import tempfile
+
+    from . import storage
+
+    is_dir = format != "parquet"
+    uri = uri.rstrip("/") if not is_dir else uri.rstrip("/") + "/"
+    if uri in ("s3://", "s3:///") or uri.count("/") < 3:
+        raise InputError(f"give a bucket and a key for the export: {uri}")
+    existing = storage.list_objects(uri)
+    if existing:
+        if not force:
+            raise VidlakeError(f"{uri} exists; pass --force to overwrite it")
+        if is_dir and not any(u == uri + MARKER for u, _ in existing):
+            raise VidlakeError(f"{uri} holds objects that are not a VidLake export; not replacing "
+                               "them even with --force (choose another prefix)")
+    staging = Path(tempfile.mkdtemp(prefix="vidlake-export-"))
+    try:
+        local = staging / "out"
+        res = export(lake, local, format, where=where, limit=limit, shard_size=shard_size,
+                     vectors=vectors, force=False, progress=progress)
+        s3 = storage.s3_filesystem()
+        files = ([(local, uri)] if not is_dir else
+                 [(f, uri + f.relative_to(local).as_posix())
+                  for f in sorted(local.rglob("*")) if f.is_file() and f.name != MARKER])
+        if is_dir:
+            files.append((local / MARKER, uri + MARKER))
+        try:
+            for src, dst in files:
+                with open(src, "rb") as fh, s3.open_output_stream(dst[len("s3://"):]) as w:
+                    while True:
+                        buf = fh.read(8 << 20)
+                        if not buf:
+                            break
+                        w.write(buf)
+            written = {dst for _, dst in files}
+            for old_uri, _ in existing:
+                if old_uri not in written:
+                    s3.delete_file(old_uri[len("s3://"):])
+        except OSError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise VidlakeError(f"cannot write the export to {uri}: {first[:400]}") from exc
+        return ExportResult(format, uri, res.rows, res.files, res.bytes,
+                            time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -56,7 +56,7 @@ def report(ctx: click.Context, output: str, force: bool, column: str | None, sam
 @click.command()
 @click.option("--format", "export_fmt", type=click.Choice(["parquet", "webdataset", "mp4-dir", "hf"]),
               default="parquet", show_default=True, help="What to write.")
-@click.option("-o", "--output", required=True, type=click.Path(), help="File (parquet) or folder.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="File (parquet) or folder; or s3://bucket/key (parquet), s3://bucket/prefix/.")
 @click.option("--where", default=None, help="DuckDB filter: over `prompts` (parquet, hf) or "
               "`gallery` (webdataset, mp4-dir), e.g. \"unique_semantic and toxicity < 0.05\".")
 @click.option("--limit", type=int, default=None, help="At most this many rows.")
