@@ -224,6 +224,7 @@ def run_size(size: str, root: Path, *, semhash: bool, exact: bool, index_types: 
             res["exact"] = child("dedup", str(lake), str(root / "exact.npy"), True, 0)
         print(f"[{size}] vidpros (approximate)", file=sys.stderr)
         res["vidpros"] = child("dedup", str(lake), str(root / "ours.npy"), False, check)
+        (root / f"partial-{size}.json").write_text(json.dumps(res, indent=1, default=str))
         if not exact:  # the 10k agreement figure, checked by brute force apart from the run
             print(f"[{size}] exact check of 10,000 random decisions", file=sys.stderr)
             res["vidpros"]["check10k"] = child("check", str(lake), str(root / "ours.npy"), 10_000, 1)
