@@ -64,6 +64,8 @@ SMALL_INCREMENT = 4096
 #: Share of the calibration window's true pairs (later prompt, earlier prompt's cell) that the
 #: probe gap must cover; most prompts with a missed pair have another duplicate pair found.
 PROBE_QUANTILE = float(os.environ.get("VIDLAKE_DEDUP_PROBE_QUANTILE", "0.995"))
+#: Share of the calibration pairs whose sketch error the sketch margin must cover (plus 0.02).
+SKETCH_QUANTILE = float(os.environ.get("VIDLAKE_DEDUP_SKETCH_QUANTILE", "0.999"))
 RESULT_COLUMNS = ("unique_semantic", "dup_of", "dup_similarity", "dedup_run")
 
 Progress = Callable[[int, int], None]
@@ -678,7 +680,7 @@ class ApproxEngine:
         if self.bits and len(q) >= 50:
             e2 = np.maximum(en[q].astype(np.float64) * en[k], 1e-9)
             cos = np.cos(np.pi * _hamming(bits[q], bits[k]) / self.bits)
-            self.sketch_c = float(min(2.0, 1.25 * np.max(np.abs(s - rr - e2 * cos) / e2) + 0.01))
+            self.sketch_c = float(min(2.0, np.quantile(np.abs(s - rr - e2 * cos) / e2, SKETCH_QUANTILE) + 0.02))
         true = s >= self.t
         cs = r @ self.centroids.T
         if true.sum() >= 20:
