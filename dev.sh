@@ -38,7 +38,7 @@ setup() {
   fi
   pip_q -e ".[all,dev]"
   # compile the ingest's cleaning kernels once (numba caches them), not in the first ingest
-  python -c "import pyarrow as pa; from vidprom_lake.ingest.normalise import normalise, uuid5_strings, hash_keys, parse_ctime as p; a = pa.array(['a -ar 1:1']); normalise(a); uuid5_strings(a); hash_keys(a); p(a)" >>"$log" 2>&1
+  python -c "from vidprom_lake.ingest.normalise import warm_up; warm_up()" >>"$log" 2>&1
   touch "$stamp"
 }
 

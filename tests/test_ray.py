@@ -9,14 +9,14 @@ rerun completes the batch.
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+import ray_fixtures
 import s3_fixtures
 from click.testing import CliRunner
+from ray_fixtures import kill_all_workers, kill_one_worker_once
 
 from vidprom_lake import create_lake, synth
 from vidprom_lake.cli import main
@@ -29,15 +29,7 @@ moto_s3 = s3_fixtures.moto_s3
 s3_env = s3_fixtures.s3_env
 s3_client = s3_fixtures.s3_client
 s3_bucket = s3_fixtures.s3_bucket
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+cluster = ray_fixtures.cluster
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +81,7 @@ def test_killed_worker_is_retried_and_batch_completes_once(cluster, lake, minilm
 
     eng = get_engine("ray", workers=2, piece_rows=10, max_restarts=2, max_task_retries=2)
     killed: list[int] = []
-
-    def progress(done: int, total: int) -> None:
-        if not killed:  # after the first piece: every actor has queued pieces
-            pid = eng.worker_pids()[-1]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    progress = kill_one_worker_once(eng, killed)  # after the first piece
 
     try:
         rep = embed(lake, "minilm", engine=eng, chunk_rows=40, progress=progress)
@@ -115,13 +102,8 @@ def test_worker_failure_is_reported_and_rerun_completes(cluster, lake, minilm) -
     from vidprom_lake.enrich import embed
 
     eng = get_engine("ray", workers=1, piece_rows=20, max_restarts=0, max_task_retries=0)
-    state = {"n": 0}
-
-    def progress(done: int, total: int) -> None:
-        state["n"] += 1
-        if state["n"] == 2:  # the first chunk (2 pieces) is computed; kill before the second
-            for pid in eng.worker_pids():
-                os.kill(pid, signal.SIGKILL)
+    # the first chunk (2 pieces) is computed; kill before the second
+    progress = kill_all_workers(eng, at_call=2)
 
     try:
         with pytest.raises(WorkerFailed, match="rerun"):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
+import ray_fixtures
 import s3_fixtures
 from click.testing import CliRunner
+from ray_fixtures import kill_all_workers, kill_one_worker_once
 from video_fixtures import lake_with_prompts, make_mp4, tiny_modelscope, write_tar
 
 from vidprom_lake import create_lake, open_lake, synth
@@ -31,17 +31,9 @@ moto_s3 = s3_fixtures.moto_s3
 s3_env = s3_fixtures.s3_env
 s3_client = s3_fixtures.s3_client
 s3_bucket = s3_fixtures.s3_bucket
+cluster = ray_fixtures.cluster
 
 SHARD = 6  # clips per tar shard in these tests
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +127,7 @@ def test_import_worker_killed_is_retried_without_duplicates(cluster, tmp_path: P
     shards = _shards(tmp_path / "in", uuids, clips)  # 8 shards
     eng = get_engine("ray", workers=2, max_restarts=2, max_task_retries=2)
     killed: list[int] = []
-
-    def progress(done: int, total: int) -> None:
-        if not killed:  # after the first committed shard: both actors have shards queued
-            pid = eng.worker_pids()[-1]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    progress = kill_one_worker_once(eng, killed)  # after the first committed shard
 
     try:
         rep = import_videos(lake, shards, engine=eng, verify="full", progress=progress)
@@ -165,10 +152,7 @@ def test_import_worker_failure_stops_on_whole_chunks_and_rerun_completes(
     lake, uuids = lake_with_prompts(tmp_path, n=36)
     shards = _shards(tmp_path / "in", uuids, clips)  # 6 shards
     eng = get_engine("ray", workers=1, max_restarts=0, max_task_retries=0)
-
-    def progress(done: int, total: int) -> None:
-        for pid in eng.worker_pids():
-            os.kill(pid, signal.SIGKILL)
+    progress = kill_all_workers(eng)
 
     try:
         with pytest.raises(WorkerFailed, match="rerun"):
@@ -286,12 +270,7 @@ def test_generate_worker_killed_is_retried_without_duplicates(cluster, tmp_path:
     lake, _ = lake_with_prompts(tmp_path, n=12)
     eng = get_engine("ray", workers=2, max_restarts=2, max_task_retries=2)
     killed: list[int] = []
-
-    def progress(done: int, total: int) -> None:
-        if not killed:
-            pid = eng.worker_pids()[-1]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    progress = kill_one_worker_once(eng, killed)
 
     try:
         rep = generate(lake, "modelscope", checkpoint=str(tiny_ms), limit=8, frames=4, steps=2,
@@ -315,10 +294,7 @@ def test_generate_worker_failure_stops_on_whole_chunks_and_rerun_completes(
     opts = {"checkpoint": str(tiny_ms), "limit": 6, "frames": 4, "steps": 2, "height": 32,
             "width": 32, "chunk": 2}
     eng = get_engine("ray", workers=1, max_restarts=0, max_task_retries=0)
-
-    def progress(done: int, total: int) -> None:
-        for pid in eng.worker_pids():
-            os.kill(pid, signal.SIGKILL)
+    progress = kill_all_workers(eng)
 
     try:
         with pytest.raises(WorkerFailed, match="rerun"):

@@ -405,7 +405,7 @@ def _export_s3(lake: Lake, uri: str, format: str, *, where: str | None, limit: i
 
     is_dir = format != "parquet"
     uri = uri.rstrip("/") if not is_dir else uri.rstrip("/") + "/"
-    if uri in ("s3://", "s3:///") or uri.count("/") < 3:
+    if uri.count("/") < 3 or uri.startswith("s3:///"):
         raise InputError(f"give a bucket and a key for the export: {uri}")
     existing = storage.list_objects(uri)
     if existing:

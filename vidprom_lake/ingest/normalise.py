@@ -29,26 +29,51 @@ import pyarrow.compute as pc
 from ..schema import FLAGS_TYPE
 
 
+def warm_up() -> None:
+    """Load (or, on a fresh install, compile and cache) every kernel of the ingest."""
+    from ._kernels import map_put_first
+
+    a = pa.array(["a -ar 1:1"])
+    normalise(a)
+    uuid5_strings(a)
+    hash_keys(a)
+    parse_ctime(a)
+    map_put_first(np.zeros(2, np.uint64), np.zeros(2, np.uint64), np.zeros(2, bool),
+                  np.ones(1, np.uint64), np.ones(1, np.uint64), np.ones(1, bool),
+                  np.zeros(1, np.uint64))
+
+
 def warm_up_in_background() -> None:
-    """Import numba and load the compiled kernels in a thread (~1 s of imports and cache
-    loading), so that it overlaps DuckDB's parse instead of delaying the first batch."""
+    """`warm_up` in a thread (~1 s of imports and cache loading), so that it overlaps
+    DuckDB's parse instead of delaying the first batch."""
+    import contextlib
     import threading
 
     def warm() -> None:
-        try:
-            normalise(pa.array(["a -ar 1:1"]))
-            uuid5_strings(pa.array(["a"]))
-            hash_keys(pa.array(["a"]))
-            parse_ctime(pa.array(["Sat Dec  2 16:11:31 2023"]))
-            from ._kernels import map_put_first
-
-            map_put_first(np.zeros(2, np.uint64), np.zeros(2, np.uint64), np.zeros(2, bool),
-                          np.ones(1, np.uint64), np.ones(1, np.uint64), np.ones(1, bool),
-                          np.zeros(1, np.uint64))
-        except Exception:  # noqa: BLE001 (the first real call raises the same error, in place)
-            pass
+        # an error here is raised again, in place, by the first real call
+        with contextlib.suppress(Exception):
+            warm_up()
 
     threading.Thread(target=warm, name="vidlake-warm-kernels", daemon=True).start()
+
+
+_POOL: Any = None
+_SPLIT_ROWS = 20_000
+
+
+def _halves(fn: Callable[[int, int], Any], n: int) -> list[Any]:
+    """`fn(a, b)` over rows [0, n): in one call for small batches, else over two halves on two
+    threads (the kernels release the GIL); the results in row order."""
+    global _POOL
+    if n < _SPLIT_ROWS:
+        return [fn(0, n)]
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vidlake-kernel")
+    mid = n // 2
+    futures = [_POOL.submit(fn, 0, mid), _POOL.submit(fn, mid, n)]
+    return [f.result() for f in futures]
 
 
 def _string_array(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray | None) -> pa.Array:
@@ -93,16 +118,12 @@ def normalise(prompts: pa.Array, *, pika_flags: bool = True) -> tuple[pa.Array, 
 
     data, offsets, valid = _buffers(prompts)
     n = len(offsets) - 1
-    if n < 20_000:
-        out, out_off, spans, ints, has = k.normalise_batch(data, offsets, valid, pika_flags)
-    else:  # two halves on two threads (the kernel releases the GIL), then joined
-        from concurrent.futures import ThreadPoolExecutor
-
-        mid = n // 2
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vidlake-kernel") as pool:
-            f1 = pool.submit(k.normalise_batch, data, offsets[:mid + 1], valid[:mid], pika_flags)
-            f2 = pool.submit(k.normalise_batch, data, offsets[mid:], valid[mid:], pika_flags)
-            (o1, off1, s1, i1, h1), (o2, off2, s2, i2, h2) = f1.result(), f2.result()
+    parts = _halves(lambda a, b: k.normalise_batch(data, offsets[a:b + 1], valid[a:b],
+                                                   pika_flags), n)
+    if len(parts) == 1:
+        out, out_off, spans, ints, has = parts[0]
+    else:  # join the halves: each wrote its own text buffer from offset 0
+        (o1, off1, s1, i1, h1), (o2, off2, s2, i2, h2) = parts
         m1 = int(off1[-1])
         out = np.concatenate([o1[:m1], o2[:int(off2[-1])]])
         out_off = np.concatenate([off1[:-1], off2 + m1])
@@ -127,19 +148,6 @@ def normalise(prompts: pa.Array, *, pika_flags: bool = True) -> tuple[pa.Array, 
     return clean, flags
 
 
-def _split_run(kernel: Callable[..., None], n: int, *args: Any) -> None:
-    """Run a row-range kernel (it releases the GIL) on two threads for large batches."""
-    if n < 20_000:
-        kernel(0, n, *args)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    mid = n // 2
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vidlake-kernel") as pool:
-        for f in [pool.submit(kernel, 0, mid, *args), pool.submit(kernel, mid, n, *args)]:
-            f.result()
-
-
 def uuid5_strings(prompts: pa.Array) -> pa.Array:
     """``uuid5(NAMESPACE_DNS, prompt)`` of each prompt as text (NULL in, NULL out), computed
     on the batch's UTF-8 bytes (the same SHA-1 that Python's `uuid.uuid5` takes)."""
@@ -155,7 +163,7 @@ def uuid5_strings(prompts: pa.Array) -> pa.Array:
     def run(a: int, b: int) -> None:
         k.uuid5_batch(data, offsets[a:b + 1], valid[a:b], ns, out[36 * a:36 * b])
 
-    _split_run(run, n)
+    _halves(run, n)
     return _string_array(out, np.arange(0, 36 * n + 1, 36, dtype=np.int64), valid)
 
 

@@ -206,10 +206,11 @@ def _parse_times(batch: pa.RecordBatch, q: SourceQuery) -> pa.RecordBatch:
         t = pa.table({"s": raw.take(pa.array(odd))})
         q.con.register("__odd_times", t)
         try:
+            fmt = (q.ctime_format or "").replace("'", "''")
             r = q.con.execute(
-                f"SELECT try_strptime(trim(s), '{q.ctime_format}')::TIMESTAMP AS t, "
-                "trim(s) <> '' AND try_strptime(trim(s), "
-                f"'{q.ctime_format}') IS NULL AS bad FROM __odd_times").to_arrow_table()
+                "SELECT t, s <> '' AND t IS NULL AS bad FROM (SELECT trim(s) AS s, "
+                f"try_strptime(trim(s), '{fmt}')::TIMESTAMP AS t FROM __odd_times)"
+            ).to_arrow_table()
         finally:
             q.con.unregister("__odd_times")
         mask = np.zeros(batch.num_rows, dtype=bool)

@@ -406,7 +406,6 @@ def _generate(lake: Lake, spec: GeneratorSpec, report: GenerateReport,
               download: bool, chunk: int, prompt_column: str, encode: EncodeParams | None,
               pipeline: Any, progress: Callable[[int, int], None] | None,
               t_start: float) -> GenerateReport:
-    seed = gp.seed
     pool: Any = None
     t0 = time.perf_counter()
     if eng is not None:
@@ -453,16 +452,12 @@ def _generate(lake: Lake, spec: GeneratorSpec, report: GenerateReport,
         pending: list[dict[str, Any]] = []
         for start in range(0, len(todo), bs):
             part = todo[start:start + bs]
-            seeds = [video_seed(u, spec.label, seed) for u, _ in part]
-            t1 = time.perf_counter()
-            videos = call_pipeline(pipe, [t for _, t in part], seeds, gp)
+            rows, pipe_s = generate_part(pipe, spec, part, gp, enc, run_params, b.batch_id)
             t2 = time.perf_counter()
-            report.pipeline_seconds += t2 - t1
-            for (uuid, text), vseed, frames_ in zip(part, seeds, videos, strict=True):
-                pending.append(_encode_row(uuid, text, spec, vseed, frames_, enc, run_params,
-                                           b.batch_id))
-                report.bytes += pending[-1]["bytes"]
-                report.video_ids.append(pending[-1]["video_id"])
+            report.pipeline_seconds += pipe_s
+            pending += rows
+            report.bytes += sum(int(r["bytes"]) for r in rows)
+            report.video_ids += [r["video_id"] for r in rows]
             report.generated += len(part)
             if len(pending) >= chunk or start + bs >= len(todo):
                 b.append("videos", _batches(pending), schema=VIDEOS_SCHEMA)
@@ -494,6 +489,21 @@ def _registered_generator(model: str) -> tuple[Any, str | None] | None:
 def _batches(rows: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
     for i in range(0, len(rows), 32):
         yield rows_to_batch(rows[i:i + 32])
+
+
+def generate_part(pipe: Any, spec: GeneratorSpec, part: list[tuple[str, str]], gp: GenParams,
+                  enc: EncodeParams, run_params: dict[str, Any],
+                  batch_id: str) -> tuple[list[dict[str, Any]], float]:
+    """One pipeline call for `part` ((uuid, text) pairs, each video with its own seed) and
+    the encoded rows; also the seconds the pipeline itself took. The local run and the Ray
+    workers both generate through this."""
+    seeds = [video_seed(u, spec.label, gp.seed) for u, _ in part]
+    t1 = time.perf_counter()
+    videos = call_pipeline(pipe, [t for _, t in part], seeds, gp)
+    pipe_s = time.perf_counter() - t1
+    rows = [_encode_row(uuid, text, spec, vseed, frames, enc, run_params, batch_id)
+            for (uuid, text), vseed, frames in zip(part, seeds, videos, strict=True)]
+    return rows, pipe_s
 
 
 def _encode_row(uuid: str, text: str, spec: GeneratorSpec, vseed: int, frames: Any,

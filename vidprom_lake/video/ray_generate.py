@@ -52,20 +52,18 @@ class GenerateWorker:
 
     def run(self, part: list[tuple[str, str]], gp: Any, enc: Any, run_params: dict[str, Any],
             batch_id: str, bs: int) -> tuple[int, dict[str, Any]]:
-        from .generate import _batches, _encode_row, call_pipeline, video_seed
+        from .generate import generate_part
 
         rows: list[dict[str, Any]] = []
         pipeline_s = 0.0
         t_all = time.perf_counter()
         for start in range(0, len(part), bs):
-            sub = part[start:start + bs]
-            seeds = [video_seed(u, self.spec.label, gp.seed) for u, _ in sub]
-            t1 = time.perf_counter()
-            videos = call_pipeline(self.pipe, [t for _, t in sub], seeds, gp)
-            pipeline_s += time.perf_counter() - t1
-            for (uuid, text), vseed, frames in zip(sub, seeds, videos, strict=True):
-                rows.append(_encode_row(uuid, text, self.spec, vseed, frames, enc, run_params,
-                                        batch_id))
+            got, secs = generate_part(self.pipe, self.spec, part[start:start + bs], gp, enc,
+                                      run_params, batch_id)
+            rows += got
+            pipeline_s += secs
+        from .generate import _batches
+
         written = self.lake.write_rows("videos", _batches(rows), schema=VIDEOS_SCHEMA)
         return os.getpid(), {
             "written": written, "ids": [r["video_id"] for r in rows],
