@@ -61,6 +61,8 @@ DEFAULT_COLUMN = "embedding"
 DEFAULT_MEMORY_GB = float(os.environ.get("VIDLAKE_DEDUP_MEMORY_GB", "5"))
 #: Up to this many prompts to decide against an existing kept set, exact mode is cheaper.
 SMALL_INCREMENT = 4096
+# kept rows per bound matrix in the approximate engine (queries x this many float32 at most)
+CELL_SLICE = 8192
 #: Share of the calibration window's true pairs (later prompt, earlier prompt's cell) that the
 #: probe gap must cover; most prompts with a missed pair have another duplicate pair found.
 PROBE_QUANTILE = float(os.environ.get("VIDLAKE_DEDUP_PROBE_QUANTILE", "0.995"))
@@ -91,9 +93,13 @@ def gemm_margin(dim: int) -> float:
 
 
 def canonical_sims(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products of float32 rows, correctly rounded (exact products, fsum)."""
-    prod = a.astype(np.float64) * b.astype(np.float64)
-    return np.fromiter((math.fsum(r) for r in prod), dtype=np.float64, count=len(prod))
+    """Row-wise dot products of float32 rows, correctly rounded: the value `math.fsum` gives
+    for the exact float64 products (compiled, `_dedup_kernels.exact_dots`)."""
+    from ._dedup_kernels import exact_dots
+
+    if not len(a):
+        return np.empty(0)
+    return exact_dots(np.ascontiguousarray(a, np.float32), np.ascontiguousarray(b, np.float32))
 
 
 # ---------------------------------------------------------------------------- resolution
@@ -450,20 +456,18 @@ def _kmeans(r: np.ndarray, p: int, seed: int, iters: int = 8) -> np.ndarray:
 
 
 def _quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    scale = np.abs(x).max(axis=1) / 127.0
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return np.rint(x / scale[:, None]).astype(np.int8), scale
+    """The int8 copy of float32 rows and its per-row scale (x ~ q * scale)."""
+    from ._dedup_kernels import quantize
+
+    return quantize(np.ascontiguousarray(x, np.float32))
 
 
-def _int8_dots(a: np.ndarray, ai: np.ndarray, b: np.ndarray, bi: np.ndarray,
-               chunk: int = 16384) -> np.ndarray:
-    """Integer dot products of int8 rows a[ai[n]] . b[bi[n]]: a quarter of float32's memory
-    traffic, exact in int32 (numpy's gathers and einsum measured 10x faster here than torch's
-    indexing)."""
-    out = np.empty(len(ai), np.float64)
-    for s in range(0, len(ai), chunk):
-        out[s:s + chunk] = np.einsum("ij,ij->i", a[ai[s:s + chunk]], b[bi[s:s + chunk]], dtype=np.int32)
-    return out
+def _int8_dots(a: np.ndarray, ai: np.ndarray, b: np.ndarray, bi: np.ndarray) -> np.ndarray:
+    """Integer dot products of int8 rows a[ai[n]] . b[bi[n]] (exact in int32), without
+    gathering the rows: a quarter of float32's memory traffic."""
+    from ._dedup_kernels import int8_pair_dots
+
+    return int8_pair_dots(a, np.ascontiguousarray(ai, np.int64), b, np.ascontiguousarray(bi, np.int64))
 
 
 def _pairs_above(a: np.ndarray, b: np.ndarray, cut: float, qa: np.ndarray | None = None,
@@ -504,27 +508,36 @@ def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class _Cell:
-    """One k-means cell of the kept set: rows (r, |e|) and their store ids (growable)."""
+    """One k-means cell of the kept set: rows (r, |e|), their sketch words and store ids.
 
-    __slots__ = ("data", "ids", "n")
+    Grows by half its size (not doubling): the cells together hold ~1 KB per kept prompt at
+    3072 dims, so the slack of doubling would cost gigabytes at VidProM's size."""
 
-    def __init__(self, width: int):
+    __slots__ = ("bits", "data", "ids", "n")
+
+    def __init__(self, width: int, words: int):
         self.data = np.empty((8, width), np.float32)
+        self.bits = np.empty((8, words), np.uint64)
         self.ids = np.empty(8, np.int64)
         self.n = 0
 
-    def add(self, rows: np.ndarray, ids: np.ndarray) -> None:
+    def add(self, rows: np.ndarray, bits: np.ndarray, ids: np.ndarray) -> None:
         need = self.n + len(rows)
         if need > len(self.ids):
-            cap = max(need, 2 * len(self.ids))
-            data = np.empty((cap, self.data.shape[1]), np.float32)
-            data[:self.n] = self.data[:self.n]
-            i = np.empty(cap, np.int64)
-            i[:self.n] = self.ids[:self.n]
-            self.data, self.ids = data, i
+            cap = max(need, len(self.ids) + len(self.ids) // 2)
+            self.data = _grown(self.data, self.n, cap)
+            self.bits = _grown(self.bits, self.n, cap)
+            self.ids = _grown(self.ids, self.n, cap)
         self.data[self.n:need] = rows
+        self.bits[self.n:need] = bits
         self.ids[self.n:need] = ids
         self.n = need
+
+
+def _grown(a: np.ndarray, n: int, cap: int) -> np.ndarray:
+    out = np.empty((cap, *a.shape[1:]), a.dtype)
+    out[:n] = a[:n]
+    return out
 
 
 class ApproxEngine:
@@ -573,17 +586,18 @@ class ApproxEngine:
         self.q8 = np.empty((capacity, d), np.int8)
         self.scale = np.empty(capacity, np.float32)
         self.kpos = np.empty(capacity, np.int64)
-        self.ken = np.empty(capacity, np.float32)
-        self.kbits = np.empty((capacity, self.words), np.uint64)
         self.n = 0
         self.cells: list[_Cell] = []
         self.w: np.ndarray | None = None
         self.gap = 0.0
         self.sketch_c = 2.0
+        span = 64 * self.words + 1  # cos(pi h / bits) for every possible Hamming distance h
+        self.cos_tab = (np.cos(np.pi * np.arange(span) / self.bits) if self.bits else np.ones(span))
         self.stats: dict[str, Any] = {}
         self.timers: dict[str, float] = {}
         self.sample_pos = np.empty(0, np.int64)
         self.sample_x = np.empty((0, d), np.float32)
+        self.sample_ra = np.empty((0, self.r + 1), np.float32)
         self.sample_best = np.empty(0)
         self.sample_arg = np.empty(0, np.int64)
 
@@ -621,7 +635,7 @@ class ApproxEngine:
         self.partitions = min(self.partitions, len(rall))
         self.nprobe = min(self.nprobe, self.partitions)
         self.centroids = _kmeans(rall, self.partitions, self.seed)
-        self.cells = [_Cell(self.r + 1) for _ in range(self.partitions)]
+        self.cells = [_Cell(self.r + 1, self.words) for _ in range(self.partitions)]
         self._calibrate(positions)
         self.stats.update({"partitions": self.partitions, "nprobe": self.nprobe,
                            "reduced_dims": self.r, "sketch_dims": self.bits,
@@ -651,14 +665,6 @@ class ApproxEngine:
         for i in range(1, k):
             out += xs[:, i] * self.cs_sign[i]
         return out
-
-    def _estimate(self, up: np.ndarray, ea: np.ndarray, eb: np.ndarray, ba: np.ndarray,
-                  bb: np.ndarray) -> np.ndarray:
-        """The largest similarity a pair can still have: r.r' + |e||e'| min(1, cos + c), from
-        the bound `up` = r.r' + |e||e'|."""
-        e2 = ea.astype(np.float64) * eb
-        cos = np.cos(np.pi * _hamming(ba, bb) / self.bits)
-        return up - e2 * np.maximum(0.0, 1.0 - cos - self.sketch_c)
 
     def _calibrate(self, positions: np.ndarray) -> None:
         m = min(len(positions), 8_000)
@@ -698,24 +704,23 @@ class ApproxEngine:
 
     # -- the kept store
     def _add_kept(self, pos: np.ndarray, x: np.ndarray, r: np.ndarray, en: np.ndarray,
-                  bits: np.ndarray, home: np.ndarray) -> None:
+                  bits: np.ndarray, home: np.ndarray,
+                  q8: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         if not len(pos):
             return
-        q, sc = _quantize(x)
+        q, sc = q8 if q8 is not None else _quantize(x)
         a, b = self.n, self.n + len(pos)
         self.q8[a:b] = q
         self.scale[a:b] = sc
         self.kpos[a:b] = pos
-        self.ken[a:b] = en
-        self.kbits[a:b] = bits
         self.n = b
         order = np.argsort(home, kind="stable")
         hs = home[order]
         cuts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1], True])
         for s, e in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
             rows = order[s:e]
-            self.cells[int(hs[s])].add(np.concatenate([r[rows], en[rows, None]], axis=1), a + rows)
-        self._check_sample(pos, x)
+            self.cells[int(hs[s])].add(np.concatenate([r[rows], en[rows, None]], axis=1), bits[rows], a + rows)
+        self._check_sample(pos, x, np.concatenate([r, en[:, None]], axis=1))
 
     def _probe(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row's cells within the probe gap of its best (best first) and a mask of them."""
@@ -736,23 +741,37 @@ class ApproxEngine:
     def set_sample(self, positions: np.ndarray) -> None:
         self.sample_pos = np.sort(np.asarray(positions, np.int64))
         self.sample_x = self.reader.read(self.sample_pos) if len(positions) else self.sample_x
+        r, en, _ = self._features(self.sample_x)
+        self.sample_ra = np.concatenate([r, en[:, None]], axis=1)
         self.sample_best = np.full(len(self.sample_pos), -np.inf)
         self.sample_arg = np.full(len(self.sample_pos), -1, np.int64)
 
-    def _check_sample(self, pos: np.ndarray, x: np.ndarray) -> None:
+    def _check_sample(self, pos: np.ndarray, x: np.ndarray, ra: np.ndarray) -> None:
+        """Update each sample prompt's best exact similarity to the kept prompts `pos` (vectors
+        x, bound rows ra) earlier than it. Pairs are first pruned by the lossless bound
+        r.r' + |e||e'| (a tenth of the full product's cost at 3072 dims); the survivors are
+        scored exactly, so every similarity at or above the threshold is found."""
         if not len(self.sample_pos) or not len(pos):
             return
         t0 = time.perf_counter()
-        live = self.sample_pos > pos[0]
-        if live.any():
-            idx = np.flatnonzero(live)
-            s = self.sample_x[idx] @ x.T
-            s[self.sample_pos[idx][:, None] <= pos[None, :]] = -np.inf
-            j = np.argmax(s, axis=1)
-            best = s[np.arange(len(idx)), j]
-            better = best > self.sample_best[idx]
-            self.sample_best[idx[better]] = best[better]
-            self.sample_arg[idx[better]] = pos[j[better]]
+        cut = self.t - self.eps
+        for a in range(0, len(self.sample_pos), 2048):  # bounded score matrices
+            rows = np.arange(a, min(a + 2048, len(self.sample_pos)))
+            idx = rows[self.sample_pos[rows] > pos[0]]
+            if not len(idx):
+                continue
+            qi, kj, _ = _pairs_above(self.sample_ra[idx], ra, cut, self.sample_pos[idx], pos)
+            if not len(qi):
+                continue
+            self.stats["check_pairs"] = self.stats.get("check_pairs", 0) + len(qi)
+            sims = canonical_sims(self.sample_x[idx[qi]], x[kj])
+            order = np.lexsort((-sims, qi))  # per sample row, its best pair first
+            first = np.r_[True, qi[order][1:] != qi[order][:-1]]
+            top = order[first]
+            rows_ = idx[qi[top]]
+            better = sims[top] > self.sample_best[rows_]
+            self.sample_best[rows_[better]] = sims[top][better]
+            self.sample_arg[rows_[better]] = pos[kj[top][better]]
         self._tick("check", t0)
 
     # -- deciding
@@ -761,25 +780,39 @@ class ApproxEngine:
         done = 0
         for k in ("bound_pairs", "sketch_pairs", "verified_pairs", "reread_pairs", "inblock_pairs"):
             self.stats[k] = 0
-        for s0 in range(0, len(positions), self.block):
-            pos = positions[s0:s0 + self.block]
-            t0 = time.perf_counter()
-            x = self.reader.read(pos)
-            t0 = self._tick("read", t0)
-            r, en, bits = self._features(x)
-            self._tick("project", t0)
-            dec, home = self._decide(pos, x, r, en, bits)
-            t0 = time.perf_counter()
-            keep = np.flatnonzero(dec.kept)
-            self._add_kept(pos[keep], x[keep], r[keep], en[keep], bits[keep], home[keep])
-            self._tick("store", t0)
-            on_block(pos, dec)
-            done += len(pos)
-            if progress:
-                progress(done, len(positions))
+        from concurrent.futures import ThreadPoolExecutor
+
+        # the next block is read (Lance take, normalisation) while this one is decided
+        with ThreadPoolExecutor(1, thread_name_prefix="vidlake-dedup-read") as ahead:
+            starts = list(range(0, len(positions), self.block))
+            nxt = ahead.submit(self.reader.read, positions[:self.block]) if starts else None
+            for s0 in starts:
+                pos = positions[s0:s0 + self.block]
+                t0 = time.perf_counter()
+                assert nxt is not None
+                x = nxt.result()
+                e = s0 + self.block
+                nxt = ahead.submit(self.reader.read, positions[e:e + self.block]) if e < len(positions) else None
+                self._block(pos, x, t0, on_block)
+                done += len(pos)
+                if progress:
+                    progress(done, len(positions))
+
+    def _block(self, pos: np.ndarray, x: np.ndarray, t0: float,
+               on_block: Callable[[np.ndarray, Decisions], None]) -> None:
+        t0 = self._tick("read", t0)  # waiting for the read-ahead
+        r, en, bits = self._features(x)
+        self._tick("project", t0)
+        dec, home, (x8, xs) = self._decide(pos, x, r, en, bits)
+        t0 = time.perf_counter()
+        keep = np.flatnonzero(dec.kept)
+        self._add_kept(pos[keep], x[keep], r[keep], en[keep], bits[keep], home[keep],
+                       (x8[keep], xs[keep]))
+        self._tick("store", t0)
+        on_block(pos, dec)
 
     def _decide(self, pos: np.ndarray, x: np.ndarray, r: np.ndarray, en: np.ndarray,
-                bits: np.ndarray) -> tuple[Decisions, np.ndarray]:
+                bits: np.ndarray) -> tuple[Decisions, np.ndarray, tuple[np.ndarray, np.ndarray]]:
         t0 = time.perf_counter()
         nb = len(pos)
         top, ok = self._probe(r)
@@ -795,32 +828,64 @@ class ApproxEngine:
         cut = self.t - self.eps
         pq: list[np.ndarray] = []
         pk: list[np.ndarray] = []
-        pr: list[np.ndarray] = []
         iq: list[np.ndarray] = []
         ij: list[np.ndarray] = []
         ir: list[np.ndarray] = []
         ra = np.concatenate([r, en[:, None]], axis=1)  # unit: |r|^2 + |e|^2 = 1
+        from ._dedup_kernels import sketch_filter
 
-        def cell(c: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        cos_tab = self.cos_tab
+        margin = self.sketch_c if self.bits else 0.0
+        no_pos = np.empty(0, np.int64)
+
+        def pairs(rq: np.ndarray, bq: np.ndarray, kd: np.ndarray, kb: np.ndarray,
+                  pq: np.ndarray | None = None,
+                  pk: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+            """Bound then sketch for queries (rq, bq) against rows (kd, kb), in slices of
+            the kept side so that the bound matrix stays small: (query row, row, estimate) of
+            the survivors and how many pairs passed the bound."""
+            ii, jj, vv = [], [], []
+            nbound = 0
+            eq = np.ascontiguousarray(rq[:, -1])
+            for a in range(0, len(kd), CELL_SLICE):
+                kds = kd[a:a + CELL_SLICE]
+                i, j, v, nb_ = sketch_filter(rq @ kds.T, cut, eq, bq, np.ascontiguousarray(kds[:, -1]),
+                                             kb[a:a + CELL_SLICE], cos_tab, margin,
+                                             no_pos if pq is None else pq,
+                                             no_pos if pk is None else pk[a:a + CELL_SLICE],
+                                             pq is not None)
+                ii.append(i)
+                jj.append(j + a)
+                vv.append(v)
+                nbound += int(nb_)
+            if len(ii) == 1:
+                return ii[0], jj[0], vv[0], nbound
+            return np.concatenate(ii), np.concatenate(jj), np.concatenate(vv), nbound
+
+        def cell(c: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], int]:
             qs = fq[bounds[c]:bounds[c + 1]]
             rq = ra[qs]
+            bq = bits[qs]
             g = self.cells[c]
             prior: tuple[np.ndarray, ...] = ()
             inner: tuple[np.ndarray, ...] = ()
+            nbound = 0
             if g.n:
-                qi, kj, sv = _pairs_above(rq, g.data[:g.n], cut)
-                prior = (qs[qi], g.ids[kj], sv)
+                qi, kj, _, n1 = pairs(rq, bq, g.data[:g.n], g.bits[:g.n])
+                prior = (qs[qi], g.ids[kj])
+                nbound += n1
             ms = ho[hb[c]:hb[c + 1]]
             if len(ms):
-                qi, mj, sv = _pairs_above(rq, ra[ms], cut, qs, ms)
+                qi, mj, sv, n2 = pairs(rq, bq, ra[ms], bits[ms], qs, ms)
                 inner = (qs[qi], ms[mj], sv)
-            return prior, inner
+                nbound += n2
+            return prior, inner, nbound
 
-        for prior, inner in _map_cells(cell, np.flatnonzero(np.diff(bounds)).tolist()):
+        for prior, inner, nbound in _map_cells(cell, np.flatnonzero(np.diff(bounds)).tolist()):
+            self.stats["bound_pairs"] += nbound
             if prior and len(prior[0]):
                 pq.append(prior[0])
                 pk.append(prior[1])
-                pr.append(prior[2])
             if inner and len(inner[0]):
                 iq.append(inner[0])
                 ij.append(inner[1])
@@ -828,17 +893,10 @@ class ApproxEngine:
         e64, ef = np.empty(0, np.int64), np.empty(0)
         q1 = np.concatenate(pq) if pq else e64
         k1 = np.concatenate(pk) if pk else e64
-        r1 = np.concatenate(pr).astype(np.float64) if pr else ef
         q2 = np.concatenate(iq) if iq else e64
         j2 = np.concatenate(ij) if ij else e64
-        r2 = np.concatenate(ir).astype(np.float64) if ir else ef
-        self.stats["bound_pairs"] += len(q1) + len(q2)
+        r2 = np.concatenate(ir) if ir else ef
         t0 = self._tick("candidates", t0)
-        if self.bits:
-            m1 = self._estimate(r1, en[q1], self.ken[k1], bits[q1], self.kbits[k1]) >= cut
-            q1, k1 = q1[m1], k1[m1]
-            r2 = self._estimate(r2, en[q2], en[j2], bits[q2], bits[j2])
-        t0 = self._tick("sketch", t0)
         x8, xs = _quantize(x)
         s1 = self._scored(q1, k1, x, x8, xs, self.q8, self.scale,
                           lambda k: self.reader.read(self.kpos[k]), reread=True)
@@ -857,7 +915,7 @@ class ApproxEngine:
         t0 = self._tick("inblock", t0)
         dec = resolve_block(nb, int(pos[0]), (q1, self.kpos[k1], s1), (q2, j2, s2), self.t)
         self._tick("resolve", t0)
-        return dec, home
+        return dec, home, (x8, xs)
 
     def _scored(self, q: np.ndarray, k: np.ndarray, x: np.ndarray, x8: np.ndarray,
                 xs: np.ndarray, k8: np.ndarray, ks: np.ndarray,
