@@ -37,7 +37,7 @@ setup() {
     fi
   fi
   pip_q -e ".[all,dev]"
-  # compile the ingest's cleaning kernels once (numba caches them), not in the first ingest
+  # compile the numba kernels (ingest cleaning, dedup) once: numba caches them, not the first run
   python -c "from vidprom_lake.ingest.normalise import warm_up; warm_up(); from vidprom_lake._dedup_kernels import warm_up as w; w()" >>"$log" 2>&1
   touch "$stamp"
 }
