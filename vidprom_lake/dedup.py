@@ -65,7 +65,7 @@ SMALL_INCREMENT = 4096
 CELL_SLICE = 8192
 #: Share of the calibration window's true pairs (later prompt, earlier prompt's cell) that the
 #: probe gap must cover; most prompts with a missed pair have another duplicate pair found.
-PROBE_QUANTILE = float(os.environ.get("VIDLAKE_DEDUP_PROBE_QUANTILE", "0.995"))
+PROBE_QUANTILE = float(os.environ.get("VIDLAKE_DEDUP_PROBE_QUANTILE", "0.999"))
 #: Share of the calibration pairs whose sketch error the sketch margin must cover (plus 0.02).
 SKETCH_QUANTILE = float(os.environ.get("VIDLAKE_DEDUP_SKETCH_QUANTILE", "0.999"))
 RESULT_COLUMNS = ("unique_semantic", "dup_of", "dup_similarity", "dedup_run")
@@ -577,7 +577,7 @@ class ApproxEngine:
         self.bits = 0 if self.r >= d or sketch_dims <= 0 else max(64, (sketch_dims // 64) * 64)
         self.words = max(1, self.bits // 64)
         self.partitions = partitions or int(np.clip(2 ** round(math.log2(max(capacity, 1) / 1000)), 8, 4096))
-        self.nprobe = max(1, nprobe or 32)
+        self.nprobe = max(1, nprobe or 64)
         self.block = block_rows or max(1024, min(32768, int(2 ** 27 // d)))
         self.seed = seed
         self.capacity = capacity

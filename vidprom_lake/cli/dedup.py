@@ -30,7 +30,7 @@ def _progress(label: str) -> Any:
               help="Approximate mode: prompts checked exactly to estimate recall (0: none).")
 @click.option("--nprobe", type=int, default=None,
               help="Approximate mode: most cells probed per prompt (the measured probe gap "
-                   "decides how many; default 32).")
+                   "decides how many; default 64).")
 @click.option("--partitions", type=int, default=None, help="Approximate mode: k-means partitions.")
 @click.option("--reduced-dims", type=int, default=None,
               help="Approximate mode: PCA dimensions for candidates (default 128 or 256).")
