@@ -201,7 +201,8 @@ def agreement(a: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def run_size(size: str, root: Path, *, semhash: bool, exact: bool, index_types: list[str],
-             queries: int, keep: bool, reuse: bool, check: int, check_exact: int) -> dict:
+             queries: int, keep: bool, reuse: bool, check: int, check_exact: int,
+             similar_only: dict | None = None) -> dict:
     sys.path.insert(0, str(HERE))
     from gen_vectors import build_lake
 
@@ -218,20 +219,27 @@ def run_size(size: str, root: Path, *, semhash: bool, exact: bool, index_types: 
                  "build_seconds": time.perf_counter() - t0,
                  "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "host": platform.node(),
                  "load": os.getloadavg()[0]}
+    if similar_only is not None:  # keep the dedup figures of the earlier run of this size
+        res = {**similar_only, "similar": [], "similar_when": res["when"],
+               "similar_load": res["load"]}
+        index_types = index_types or ["IVF_PQ"]
     try:
-        if exact:
+        if similar_only is not None:
+            pass
+        elif exact:
             print(f"[{size}] exact", file=sys.stderr)
             res["exact"] = child("dedup", str(lake), str(root / "exact.npy"), True, 0)
-        print(f"[{size}] vidpros (approximate)", file=sys.stderr)
-        res["vidpros"] = child("dedup", str(lake), str(root / "ours.npy"), False, check)
-        (root / f"partial-{size}.json").write_text(json.dumps(res, indent=1, default=str))
-        if not exact and check_exact:  # the agreement figure, by brute force apart from the run
+        if similar_only is None:
+            print(f"[{size}] vidpros (approximate)", file=sys.stderr)
+            res["vidpros"] = child("dedup", str(lake), str(root / "ours.npy"), False, check)
+            (root / f"partial-{size}.json").write_text(json.dumps(res, indent=1, default=str))
+        if similar_only is None and not exact and check_exact:  # the agreement figure, by brute force apart from the run
             print(f"[{size}] exact check of {check_exact:,} random decisions", file=sys.stderr)
             res["vidpros"]["check10k"] = child("check", str(lake), str(root / "ours.npy"), check_exact, 1)
-        if exact:
+        if exact and similar_only is None:
             truth = np.load(root / "exact.npy")
             res["vidpros"]["vs_exact"] = agreement(np.load(root / "ours.npy"), truth)
-        if semhash:
+        if semhash and similar_only is None:
             print(f"[{size}] semhash", file=sys.stderr)
             res["semhash"] = child("semhash", str(lake), str(root / "semhash.npy"))
             if exact:
@@ -293,6 +301,10 @@ def report(results: list[dict]) -> str:
                       f"{c['false_duplicates']} false. Parameters: `{json.dumps(v['params'])}`; "
                       f"time split: `{json.dumps(v['timings'])}`."]
         if r.get("similar"):
+            if r.get("similar_when"):
+                lines += ["", f"`similar` measured apart (--similar-only) {r['similar_when']}, "
+                          f"load average {r['similar_load']:.1f} at start; 200 noisy queries, "
+                          "recall@10 against brute force."]
             lines += ["", "| similar: index | build s | params | p50 ms | p95 ms | recall@10 | peak RSS MB |",
                       "|---|---|---|---|---|---|---|"]
             for s in r["similar"]:
@@ -319,6 +331,8 @@ def main() -> None:
                     help="the run's own exact check sample (default 10k; 1k at full size)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--keep", action="store_true", help="keep the generated lakes")
+    ap.add_argument("--similar-only", action="store_true",
+                    help="with --reuse: time only `similar`, keeping the size's saved dedup figures")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("args", nargs="?", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -328,14 +342,18 @@ def main() -> None:
     root = Path(a.root)
     root.mkdir(parents=True, exist_ok=True)
     results = []
+    store = RESULTS.with_suffix(".json")
     for size in a.size or ["100k"]:
+        before = json.loads(store.read_text()).get(size) if store.exists() else None
+        if a.similar_only and not (a.reuse and before):
+            raise SystemExit(f"--similar-only needs --reuse and a saved {size} run")
         results.append(run_size(
             size, root, semhash=not a.no_semhash and (size == "100k" or a.semhash),
             exact=size == "100k",
             index_types=[i for i in (a.index or ["IVF_PQ"]) if i.lower() != "none"],
             queries=a.queries, keep=a.keep, reuse=a.reuse, check_exact=a.check_exact,
-            check=a.check if a.check is not None else (1000 if size == "full" else 10_000)))
-        store = RESULTS.with_suffix(".json")
+            check=a.check if a.check is not None else (1000 if size == "full" else 10_000),
+            similar_only=before if a.similar_only else None))
         saved = json.loads(store.read_text()) if store.exists() else {}
         saved[size] = results[-1]
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
