@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from . import storage
+from .analysis_cache import enabled_by_default
 from .errors import BatchNotFound, LakeBusy, LakeExists, LakeNotFound, SchemaError, VidlakeError
 from .lock import try_lock, write_lock
 from .schema import BATCHES_SCHEMA, SCHEMAS, TABLES, conform, is_vector_field
@@ -135,8 +136,12 @@ def _versions_of(events: pa.Table) -> dict[str, int]:
 class Lake:
     """A VidLake lake. Get one with `open_lake` or `create_lake`."""
 
-    def __init__(self, uri: str, *, pinned: dict[str, int] | None = None, as_of: str | None = None):
+    def __init__(self, uri: str, *, pinned: dict[str, int] | None = None, as_of: str | None = None,
+                 analysis_cache: bool | None = None):
         self.uri = uri
+        #: Whether SQL over `prompts` reads (and builds) the Parquet analysis cache; see
+        #: `vidprom_lake.analysis_cache`. Default: on unless VIDLAKE_ANALYSIS_CACHE=off.
+        self.analysis_cache = enabled_by_default() if analysis_cache is None else analysis_cache
         self.as_of_batch = as_of
         self._pinned = pinned
         self._storage = storage.storage_options(uri)
@@ -244,7 +249,8 @@ class Lake:
 
     def as_of(self, batch_id: str) -> Lake:
         """A read-only view of the lake as it was right after `batch_id`."""
-        return Lake(self.uri, pinned=self.versions_at(batch_id), as_of=batch_id)
+        return Lake(self.uri, pinned=self.versions_at(batch_id), as_of=batch_id,
+                    analysis_cache=self.analysis_cache)
 
     # ------------------------------------------------------------------ recovery
     def recover(self) -> list[str]:
@@ -978,16 +984,20 @@ def open_lake(
     as_of: str | None = None,
     create: bool = False,
     heal: bool = True,
+    analysis_cache: bool | None = None,
 ) -> Lake:
     """Open the lake at `uri` (default: $VIDLAKE_LAKE or ./lake), optionally pinned at a batch.
 
     Opening heals a lake left mid-commit by a killed writer (when no writer is active).
+    `analysis_cache=False` makes SQL read Lance only (default: $VIDLAKE_ANALYSIS_CACHE, on).
     """
     root = storage.normalize(uri or default_uri())
-    lake = Lake(root)
+    lake = Lake(root, analysis_cache=analysis_cache)
     if not storage.exists(lake.table_uri("batches")):
         if create:
-            return create_lake(root)
+            made = create_lake(root)
+            made.analysis_cache = lake.analysis_cache
+            return made
         raise LakeNotFound(f"no lake at {root}; create one with `vidlake init --lake {root}`")
     if as_of:
         return lake.as_of(as_of)
