@@ -11,6 +11,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _analysis_cache_outside_home(tmp_path_factory):
+    """Analysis-cache copies of object-store lakes go under the test's tmp, never ~/.cache."""
+    os.environ["VIDLAKE_CACHE_DIR"] = str(tmp_path_factory.mktemp("vidlake-cache"))
+
+
 @pytest.fixture
 def lake(tmp_path: Path):
     from vidprom_lake import create_lake

@@ -70,6 +70,7 @@ def connect(lake: Lake) -> Any:
     """
     import duckdb
 
+    from . import analysis_cache
     from .schema import VIDEO_BLOB_COLUMN
     from .sql import _batches_until, view_statements
 
@@ -83,7 +84,7 @@ def connect(lake: Lake) -> Any:
     con.execute("CREATE VIEW prompts_raw AS SELECT * FROM __prompts_ds")
     con.execute(f"CREATE VIEW videos_raw AS SELECT {vcols} FROM __videos_ds")
     con.execute("CREATE VIEW batches_raw AS SELECT * FROM __batches_ds")
-    for stmt in view_statements(lake):
+    for stmt in view_statements(lake, analysis_cache.current(lake, "prompts")):
         con.execute(stmt)
     return con
 

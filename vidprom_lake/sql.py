@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,7 +73,8 @@ def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def template_values(lake: Lake) -> dict[str, str]:
+def template_values(lake: Lake, prompts_source: str = "prompts_raw") -> dict[str, str]:
+    """Values of the ``{{name}}`` placeholders; `prompts_source` is what the `prompts` view reads."""
     prompts = lake.dataset("prompts").schema
     videos = lake.dataset("videos").schema
     pcols = [f.name for f in prompts if not is_vector_field(f)]
@@ -81,6 +83,7 @@ def template_values(lake: Lake) -> dict[str, str]:
         "prompts_columns": ", ".join(_quote_ident(c) for c in pcols),
         "videos_columns": ", ".join(_quote_ident(c) for c in vcols),
         "vector_columns": ", ".join(_quote_ident(f.name) for f in prompts if is_vector_field(f)),
+        "prompts_source": prompts_source,
     }
 
 
@@ -105,8 +108,11 @@ def base_statements(lake: Lake) -> list[str]:
     ]
 
 
-def view_statements(lake: Lake) -> list[str]:
-    values = template_values(lake)
+def view_statements(lake: Lake, prompts_cache: Path | None = None) -> list[str]:
+    """The view files rendered for `lake`; with `prompts_cache` (an analysis-cache Parquet file)
+    the `prompts` view reads that copy instead of `prompts_raw`."""
+    source = f"read_parquet({_sql_literal(str(prompts_cache))})" if prompts_cache else "prompts_raw"
+    values = template_values(lake, source)
     return [render(text, values) for _, text in view_files()]
 
 
@@ -126,8 +132,8 @@ def init_script(lake: Lake) -> str:
     return "\n".join(lines) + "\n"
 
 
-def connect(lake: Lake, *, threads: int | None = None,
-            extension: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(lake: Lake, *, threads: int | None = None, extension: bool = False,
+            prompts_cache: Path | None | bool = True) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake's base relations and views.
 
     In Python the base relations are the lake's Lance datasets pinned at its logged head (or
@@ -137,6 +143,10 @@ def connect(lake: Lake, *, threads: int | None = None,
     library whose signature check costs ~0.6 CPU s per process) is loaded only when asked for,
     or by `run_query` when the SQL calls its functions (`lance_vector_search`, `lance_fts`,
     ...). Plain DuckDB clients get the same views over the extension from `init_script`.
+
+    The `prompts` view reads the lake's analysis cache (`analysis_cache`, a Parquet copy of
+    its columns at the same version) when a copy exists (`prompts_cache=True`, the default),
+    or the given copy; `False` reads Lance. `run_query` builds the copy when a query needs it.
     """
     if lake.uri.startswith("s3://"):
         endpoint = os.environ.get("AWS_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or ""
@@ -155,7 +165,11 @@ def connect(lake: Lake, *, threads: int | None = None,
     con.execute("CREATE OR REPLACE TEMP VIEW prompts_raw AS SELECT * FROM __prompts_ds")
     con.execute(f"CREATE OR REPLACE TEMP VIEW videos_raw AS SELECT {vcols} FROM __videos_ds")
     con.execute("CREATE OR REPLACE TEMP VIEW batches_raw AS SELECT * FROM __batches_ds")
-    for stmt in view_statements(lake):
+    if prompts_cache is True:
+        from . import analysis_cache
+
+        prompts_cache = analysis_cache.current(lake, "prompts")
+    for stmt in view_statements(lake, prompts_cache or None):
         con.execute(_temp(stmt))
     return con
 
@@ -228,15 +242,41 @@ def check_read_only(sql: str) -> None:
 
 
 def run_query(
-    lake: Lake, sql: str, params: list[Any] | None = None, *, write: bool = False
+    lake: Lake, sql: str, params: list[Any] | None = None, *, write: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pa.Table:
-    import duckdb
+    """Run `sql` over the lake's views and return the last statement's result.
+
+    A read of `prompts` (or a view built on it) at the lake's head first makes sure the
+    analysis cache holds a copy of this version (`analysis_cache.ensure`; `progress(done,
+    total)` is called while one is built). Without the cache the views read Lance.
+    """
+    from . import analysis_cache
 
     if not write:
         check_read_only(sql)
+    cache: Path | None = None
+    if lake.analysis_cache:
+        cache = (analysis_cache.ensure(lake, "prompts", progress) if analysis_cache.reads(sql)
+                 else analysis_cache.current(lake, "prompts"))
+    try:
+        return _run(lake, sql, params, write, cache)
+    except QueryError:
+        if cache is None or cache.exists():
+            raise
+        # another process pruned the copy this connection read (it was two versions old for
+        # that process); this reader's version is still in Lance
+        _forget(lake)
+        return _run(lake, sql, params, write, None)
+
+
+def _run(lake: Lake, sql: str, params: list[Any] | None, write: bool,
+         cache: Path | None) -> pa.Table:
+    import duckdb
+
     cached = not write
-    con = (_cached_connection(lake, needs_extension(sql)) if cached
-           else connect(lake, extension=needs_extension(sql)))
+    con = (_cached_connection(lake, needs_extension(sql), cache) if cached
+           else connect(lake, extension=needs_extension(sql), prompts_cache=cache or False))
     try:
         statements = duckdb.extract_statements(sql)
         result = None
@@ -257,24 +297,32 @@ _LOCAL = threading.local()
 _CACHE_SIZE = 4
 
 
-def _cached_connection(lake: Lake, extension: bool) -> duckdb.DuckDBPyConnection:
+def _cached_connection(lake: Lake, extension: bool,
+                       cache: Path | None = None) -> duckdb.DuckDBPyConnection:
     """A connection with the views of this lake at this head, reused by later read queries.
 
     Creating the views is ~16 statements (30-50 ms); a repeated query on an unchanged lake
-    skips it. Keyed by the lake's URI and pinned versions, so any new batch (or a new column,
-    which is a new version) gets fresh views; one cache per thread, since a DuckDB connection
-    must not be used by two threads at once.
+    skips it. Keyed by the lake's URI, pinned versions and analysis-cache file, so any new
+    batch (or a new column, which is a new version) gets fresh views; one cache per thread,
+    since a DuckDB connection must not be used by two threads at once.
     """
-    cache: dict[tuple[Any, ...], Any] = getattr(_LOCAL, "cache", None) or {}
-    _LOCAL.cache = cache
-    key = (lake.uri, lake.as_of_batch, tuple(sorted(lake.head().items())))
-    con = cache.get(key)
+    conns: dict[tuple[Any, ...], Any] = getattr(_LOCAL, "cache", None) or {}
+    _LOCAL.cache = conns
+    key = (lake.uri, lake.as_of_batch, tuple(sorted(lake.head().items())), str(cache))
+    con = conns.get(key)
     if con is None:
-        con = connect(lake, extension=extension)
-        cache[key] = con
-        while len(cache) > _CACHE_SIZE:
-            old = cache.pop(next(iter(cache)))
+        con = connect(lake, extension=extension, prompts_cache=cache or False)
+        conns[key] = con
+        while len(conns) > _CACHE_SIZE:
+            old = conns.pop(next(iter(conns)))
             old.close()
     elif extension:
         _database(extension=True)
     return con
+
+
+def _forget(lake: Lake) -> None:
+    """Close this thread's cached connections of `lake` (their views may read a deleted copy)."""
+    conns: dict[tuple[Any, ...], Any] = getattr(_LOCAL, "cache", None) or {}
+    for key in [k for k in conns if k[0] == lake.uri]:
+        conns.pop(key).close()

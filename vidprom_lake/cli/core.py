@@ -109,16 +109,50 @@ def _progress() -> Any:
 @click.option("--as-of", default=None, help="Read the lake as it was right after this batch.")
 @click.option("-o", "--output", default=None, help="Write to a file instead of stdout.")
 @click.option("--write", is_flag=True, help="Allow statements other than reads (COPY, CREATE ...).")
+@click.option("--no-cache", is_flag=True,
+              help="Read Lance directly: neither use nor build the analysis cache of prompts.")
 @format_option(extra=("parquet",))
 @click.pass_context
 def query(ctx: click.Context, sql: str, as_of: str | None, output: str | None, write: bool,
-          fmt: str) -> None:
+          no_cache: bool, fmt: str) -> None:
     """Run SQL over the lake's views (prompts, videos, gallery, nsfw, batches, ...)."""
     from ..sql import run_query
 
     lake = _lake(ctx, as_of)
-    table = run_query(lake, sql, write=write)
+    if no_cache:
+        lake.analysis_cache = False
+    with _progress() as progress:
+        task: list[Any] = []
+
+        def tick(done: int, total: int) -> None:
+            if not task:
+                task.append(progress.add_task("analysis cache of prompts", total=total))
+            progress.update(task[0], completed=done, total=total)
+
+        table = run_query(lake, sql, write=write, progress=tick)
     emit(table, fmt, output=output)
+
+
+@click.command(name="cache")
+@click.option("--build", is_flag=True, help="Build the copy of the current version now.")
+@click.option("--clear", is_flag=True, help="Delete every copy (they are rebuilt on demand).")
+@format_option()
+@click.pass_context
+def cache_cmd(ctx: click.Context, build: bool, clear: bool, fmt: str) -> None:
+    """The analysis cache: Parquet copies of prompts that SQL reads (see docs/sql.md)."""
+    from .. import analysis_cache
+
+    lake = _lake(ctx)
+    if clear:
+        freed = analysis_cache.clear(lake)
+        click.echo(f"deleted the analysis cache of {lake.uri} ({freed:,} bytes)", err=True)
+    if build:
+        with _progress() as progress:
+            task = progress.add_task("analysis cache of prompts", total=None)
+            path = analysis_cache.build(
+                lake, "prompts", lambda d, t: progress.update(task, completed=d, total=t))
+        click.echo(f"built {path}", err=True)
+    emit(analysis_cache.status_table(lake), fmt, title=f"analysis cache of {lake.uri} (in {analysis_cache.cache_dir(lake)})")
 
 
 @click.command(name="log")
@@ -204,5 +238,5 @@ def demo(ctx: click.Context, lake_dir: str | None, fresh: bool) -> None:
 
 
 def register(group: click.Group) -> None:
-    for cmd in (init, ingest, query, log_cmd, diff, restore, sql_init, shell, demo):
+    for cmd in (init, ingest, query, cache_cmd, log_cmd, diff, restore, sql_init, shell, demo):
         group.add_command(cmd)
