@@ -115,6 +115,9 @@ def test_worker_failure_is_reported_and_rerun_completes(cluster, lake, minilm) -
     assert 0 < missing <= N - 40 and missing % 40 == 0
     failed = [b for b in lake.log() if b.status == "failed"]
     assert failed and "Ray worker died" in (failed[-1].message or "")
+    # The failed chunk is reported with its rows (the second: its pieces or its write died).
+    assert "chunk 2: rows 41-80" in (failed[-1].message or "")
+    assert failed[-1].counts["failed_chunk"]["first_row"] == 41
     rep = embed(lake, "minilm")  # the rerun (local engine) does only the missing rows
     assert rep.rows_todo == missing and rep.rows_done == missing
     _check_vectors(lake, minilm)
@@ -137,3 +140,124 @@ def test_ray_job_on_s3_lake(cluster, s3_bucket, s3_client, tmp_path: Path, minil
     assert lake.batch_info(rep["batch_id"]).provenance["engine"]["engine"] == "ray"
     keys = s3_fixtures.list_keys(s3_client, s3_bucket, "lake/")
     assert any(k.endswith(".lance") or "/data/" in k for k in keys)
+
+
+def _received_vectors(value) -> bool:
+    """Whether `value` (something the driver got from Ray) holds vectors or column values."""
+    import pyarrow as pa
+
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind == "f" and value.size > 0
+    if isinstance(value, (pa.Table, pa.RecordBatch, pa.Array, pa.ChunkedArray)):
+        return True
+    if isinstance(value, dict):
+        return any(_received_vectors(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_received_vectors(v) for v in value)
+    return hasattr(value, "vectors") or hasattr(value, "scores")  # an EmbedResult/ScoreResult
+
+
+def _column_files(ds, column: str) -> set[str]:
+    """The data files that hold `column` in the dataset's current fragments."""
+    fid = next(f.id() for f in ds.lance_schema.fields() if f.name() == column)
+    return {df.path for frag in ds.get_fragments() for df in frag.metadata.files
+            if fid in df.fields}
+
+
+def test_workers_write_the_column_files_driver_only_commits(cluster, tmp_path: Path, minilm,
+                                                            monkeypatch) -> None:
+    """The driver never receives a vector: it gets piece summaries and fragment metadata, the
+    committed embedding files are exactly files the actors wrote, each chunk is one Lance
+    Update (rewrite_columns), and the vectors equal the local engine's. Two fragments, with a
+    chunk spanning both and a fragment split over two chunks."""
+    import os
+
+    from vidprom_lake.engine import get_engine
+    from vidprom_lake.enrich import embed
+
+    lake = create_lake(tmp_path / "ray")
+    local = create_lake(tmp_path / "local")
+    for lk in (lake, local):
+        lk.ingest(str(synth.write_vidprom_csv(tmp_path / "a.csv", N, seed=5)))
+        lk.ingest(str(synth.write_vidprom_csv(tmp_path / "b.csv", 60, seed=6)))
+    assert len(lake.dataset("prompts").get_fragments()) == 2
+    received: list = []
+    real_get = ray.get
+
+    def spy(*args, **kwargs):
+        out = real_get(*args, **kwargs)
+        received.append(out)
+        return out
+
+    eng = get_engine("ray", workers=2, piece_rows=30)
+    monkeypatch.setattr(ray, "get", spy)
+    try:
+        rep = embed(lake, "minilm", engine=eng, chunk_rows=100)
+    finally:
+        monkeypatch.setattr(ray, "get", real_get)
+        eng.shutdown()
+    total = N + 60
+    assert rep.rows_done == total and rep.chunks == 2 and rep.rows_failed == 0
+    assert received and not any(_received_vectors(v) for v in received)
+
+    ds = lake.dataset("prompts")
+    written = {f for w in eng.writes for f in w["files"]}
+    writers = {w["pid"] for w in eng.writes}
+    assert os.getpid() not in writers and len(eng.writes) == 2
+    files = _column_files(ds, "embedding")
+    assert files and files <= written  # every committed vector file
+    head = lake.head()["prompts"]
+    ops = [ds.read_transaction(v).operation for v in range(head - 1, head + 1)]
+    assert all(type(op).__name__ == "Update" and op.update_mode == "rewrite_columns"
+               for op in ops)  # one commit per chunk
+
+    assert embed(local, "minilm", chunk_rows=100).rows_done == total
+    mine = lake.dataset("prompts").to_table(columns=["uuid", "embedding"]).sort_by("uuid")
+    theirs = local.dataset("prompts").to_table(columns=["uuid", "embedding"]).sort_by("uuid")
+    assert mine.column("uuid").equals(theirs.column("uuid"))
+    np.testing.assert_allclose(np.array(mine.column("embedding").to_pylist(), np.float32),
+                               np.array(theirs.column("embedding").to_pylist(), np.float32),
+                               atol=2e-5)
+    # The vector column keeps its provenance (the field made by the driver, filled by workers).
+    field = ds.schema.field("embedding")
+    assert field.metadata[b"vidlake:batch"].decode() == rep.batch_id
+
+
+def test_score_on_ray_into_s3_lake_equals_local(cluster, s3_bucket, s3_client,
+                                                tmp_path: Path) -> None:
+    """`score --engine ray` on a lake on S3 (moto): the actors (given the AWS variables) write
+    the six score columns plus severe_toxicity and nsfw_model into the bucket; the values equal
+    the local engine's on a local lake."""
+    from enrich_fixtures import build_detoxify_checkpoint
+
+    from vidprom_lake import open_lake
+
+    ckpt, cfg = build_detoxify_checkpoint(tmp_path / "tox", "unbiased")
+    csv = synth.write_vidprom_csv(tmp_path / "p.csv", N, seed=7)
+    uri = f"s3://{s3_bucket}/lake"
+    create_lake(uri).ingest(str(csv))
+    local = create_lake(tmp_path / "local")
+    local.ingest(str(csv))
+    args = ["score", "--checkpoint", str(ckpt), "--config-dir", str(cfg), "--recompute",
+            "--chunk-rows", "50", "--format", "json"]
+    res = CliRunner().invoke(main, ["--lake", uri, *args, "--engine", "ray", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)[0]
+    assert rep["rows_done"] == N and rep["chunks"] == 3
+    res = CliRunner().invoke(main, ["--lake", local.uri, *args])
+    assert res.exit_code == 0, res.output
+    cols = ["uuid", "toxicity", "obscene", "identity_attack", "insult", "threat",
+            "sexual_explicit", "severe_toxicity", "nsfw_model"]
+    lake = open_lake(uri)
+    mine = lake.dataset("prompts").to_table(columns=cols).sort_by("uuid")
+    theirs = open_lake(local.uri).dataset("prompts").to_table(columns=cols).sort_by("uuid")
+    assert mine.column("toxicity").null_count == 0
+    assert mine.column("nsfw_model").to_pylist() == theirs.column("nsfw_model").to_pylist()
+    for c in cols[1:-1]:
+        np.testing.assert_allclose(mine.column(c).to_numpy(), theirs.column(c).to_numpy(),
+                                   atol=1e-5)
+    info = lake.batch_info(rep["batch_id"])
+    assert info.status == "committed" and info.provenance["engine"]["engine"] == "ray"
+    files = _column_files(lake.dataset("prompts"), "toxicity")
+    keys = s3_fixtures.list_keys(s3_client, s3_bucket, "lake/prompts.lance/data/")
+    assert files and all(any(k.endswith(f) for k in keys) for f in files)

@@ -216,6 +216,50 @@ def test_local_import_reads_s3_inputs(s3_bucket, s3_client, tmp_path: Path, clip
         import_videos(lake, [f"s3://{s3_bucket}/nothing/"])
 
 
+@pytest.mark.slow
+def test_import_source_on_ray_equals_local(cluster, tmp_path: Path) -> None:
+    """`import-videos --source openvid --engine ray`: a zip, a split zip and a folder of clips
+    named by clip id are matched to the seed rows on the workers (the source's clip ids
+    shipped once as sorted arrays) and land exactly the rows the local engine lands."""
+    from seed_fixtures import OPENVID_ROWS, split_file, write_openvid, write_zip
+
+    names = [r[0] for r in OPENVID_ROWS]
+    clip = {n: make_mp4(n=4, w=32, h=32, seed=i) for i, n in enumerate(names)}
+    z0 = write_zip(tmp_path / "OpenVid_part0.zip",
+                   {f"OpenVid_part0/{names[0]}": clip[names[0]],
+                    "OpenVid_part0/not-in-csv_1_0to9.mp4": make_mp4(n=4, w=32, h=32, seed=9),
+                    "README.txt": b"hello"})
+    parts = split_file(write_zip(tmp_path / "OpenVid_part73.zip",
+                                 {n: clip[n] for n in names[1:3]}), 3)
+    folder = tmp_path / "loose"
+    folder.mkdir()
+    (folder / names[3]).write_bytes(clip[names[3]])
+    csv = write_openvid(tmp_path / "OpenVid-1M.csv")
+    args = ["import-videos", str(z0), *map(str, parts), str(folder), "--source", "openvid",
+            "--format", "json"]
+    reps, lakes = [], []
+    for name, extra in (("ray", ["--engine", "ray", "--workers", "2"]), ("local", [])):
+        lake = create_lake(tmp_path / name)
+        lake.ingest(csv, format="openvid")
+        res = CliRunner().invoke(main, ["--lake", lake.uri, *args, *extra])
+        assert res.exit_code == 0, res.output
+        reps.append(json.loads(res.stdout)[0])
+        lakes.append(lake)
+    ray_rep, local_rep = reps
+    assert ray_rep["engine"] == "ray" and ray_rep["source"] == "openvid"
+    for k in ("imported", "rows_without_videos", "rejected_by_reason"):
+        assert ray_rep[k] == local_rep[k], k
+    assert ray_rep["imported"] == 4 and ray_rep["rows_without_videos"] == 0
+    assert ray_rep["rejected_by_reason"] == {"unmapped": 1, "not-video": 1}
+    assert _videos(lakes[0]) == _videos(lakes[1]) and len(_videos(lakes[0])) == 4
+    # a rerun on Ray finds them all in the lake
+    res = CliRunner().invoke(main, ["--lake", lakes[0].uri, *args, "--engine", "ray",
+                                    "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    again = json.loads(res.stdout)[0]
+    assert again["imported"] == 0 and again["already_in_lake"] == 4
+
+
 # ---------------------------------------------------------------------- generate
 SMALL = ["--frames", "4", "--steps", "2", "--height", "32", "--width", "32"]
 

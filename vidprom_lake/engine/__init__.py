@@ -1,10 +1,12 @@
-"""Compute engines: where an enricher's model runs. The lake is always written by the driver.
+"""Compute engines: where an enricher's model runs, and who writes the data files.
 
-``local`` is today's in-process compute (one model in this process). ``ray`` runs the SAME
-enricher session code (`resolve(spec, kind)` -> `enr.open(...)` -> `sess.embed(texts)`) inside
-Ray actors, one model load per actor, and hands the results back to the driver, which writes
-each finished chunk through the same `lake.batch(...)` (`update_columns` + `commit`), so a batch
-stays one tagged, atomic, resumable version whichever engine computed it.
+``local`` is today's in-process compute (one model in this process, which also writes the
+lake). ``ray`` runs the SAME enricher session code (`resolve(spec, kind)` -> `enr.open(...)` ->
+`sess.embed(texts)`, then the runner's `embed_columns` / `score_columns`) inside Ray actors,
+one model load per actor; the actors also write each chunk's new column files
+(`LanceFragment.update_columns`) and hand back only fragment metadata, which the driver
+commits once per chunk through the same `lake.batch(...)`, so a batch stays one tagged,
+atomic, resumable version whichever engine computed it.
 
     from vidprom_lake.engine import get_engine
     eng = get_engine("ray", address="auto", workers=16, gpus_per_worker=1)
@@ -25,7 +27,8 @@ class LocalEngine:
 
     name = "local"
 
-    def open_session(self, kind: str, spec: str, options: dict[str, Any]) -> Any:
+    def open_session(self, kind: str, spec: str, options: dict[str, Any], *,
+                     remote_storage: bool = False) -> Any:
         from ..enrich import resolve
 
         enr, variant = resolve(spec, kind)

@@ -1,17 +1,30 @@
-"""The Ray engine: enricher sessions inside Ray actors, results back to the driver.
+"""The Ray engine: enricher sessions inside Ray actors that also write the lake's files.
 
 Each actor (`EnrichWorker`) opens the session once (one model load per actor) with
 ``num_cpus=1`` (torch limited to `threads_per_worker` threads) and ``num_gpus=gpus_per_worker``.
-The driver-side `RemoteSession` looks like an `EmbedSession` / `ScoreSession` to the runner
-(model_id, dims, labels, provenance, embed/score), plus `prefetch(pieces)`: the runner hands it
-the pieces of the next chunk before it asks for the current one, so every actor has work queued
-while the driver writes and commits.
+The driver-side `RemoteSession` carries the model's identity (model_id, dims, labels,
+provenance) and three calls the runner's `_run_remote` makes per chunk:
+
+* `submit_piece(texts, uuids, fragments, columns)`: an actor computes the piece with the same
+  session code as the local engine and turns the result into the new column values with the
+  runner's own `embed_columns` / `score_columns`; the driver gets back a small summary (rows,
+  ok, failures, vector width), the values stay in Ray's object store;
+* `piece_result(piece)`: that summary (waits for it);
+* `write_pieces(uri, version, pieces)`: one actor takes the chunk's values (worker to worker)
+  and writes, per touched fragment, the new column file (`LanceFragment.update_columns`,
+  the layout of the local merge-insert); the driver gets the fragment metadata and commits it
+  as one `LanceOperation.Update` (with the batch-log event), once per chunk.
+
+Writes run in their own concurrency group of the actor, so an actor writes one chunk while it
+computes the next. Actors that write an ``s3://`` lake get the driver's AWS variables (see
+`AWS_VARS`).
 
 Failure: actors are created with ``max_restarts`` and ``max_task_retries``; a killed worker
-process is restarted by Ray (the model is loaded again) and its queued pieces are re-run there,
-so the chunk completes and is committed once. When the retries are used up, the piece raises
-`WorkerFailed` naming the chunk's rows; the runner stops, chunks already committed stay, the
-batch is recorded as failed, and a rerun computes only the rows still missing.
+process is restarted by Ray (the model is loaded again) and its queued pieces and writes are
+re-run there; the files the dead process wrote are never committed (invisible garbage), so the
+chunk is committed once. When the retries are used up, the call raises `WorkerFailed`; the
+runner adds the chunk's rows to it, stops, chunks already committed stay, the batch is recorded
+as failed, and a rerun computes only the rows still missing.
 """
 
 from __future__ import annotations
@@ -20,8 +33,8 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 from ..errors import MissingDependency, VidlakeError
 
@@ -36,6 +49,10 @@ def _ray() -> Any:
     except ImportError as exc:
         raise MissingDependency("ray", "ray", "--engine ray") from exc
     return ray
+
+
+#: The actor's concurrency group for lake writes (and `info`): one thread beside the compute.
+WRITE_GROUP = "write"
 
 
 class EnrichWorker:
@@ -67,15 +84,89 @@ class EnrichWorker:
                 "load_seconds": self.load_seconds}
 
     def run(self, texts: list[str]) -> tuple[int, Any]:
+        """The session's own result for `texts` (`RemoteSession.embed` / `score`)."""
         res = self.sess.embed(texts) if self.kind == "embedder" else self.sess.score(texts)
         return self.pid, res
+
+    def compute(self, texts: list[str], uuids: list[str], fragments: list[int],
+                columns: Callable[[Any], dict[str, Any]]) -> tuple[dict[str, Any], Any]:
+        """Compute a piece; return (summary for the driver, the ok rows' new values or None).
+
+        The values are an Arrow table of ``uuid``, the row's fragment id and the new columns
+        (`columns` is the runner's `embed_columns` / `score_columns`), left in the object store
+        for the actor that writes the chunk.
+        """
+        import numpy as np
+        import pyarrow as pa
+
+        from vidprom_lake.enrich.runner import FRAGMENT_COLUMN
+
+        t0 = time.perf_counter()
+        res = self.run(texts)[1]
+        arrays = columns(res)
+        ok = np.asarray(res.ok, dtype=bool)
+        n_ok = int(ok.sum())
+        table = None
+        if n_ok and arrays:
+            keep = pa.array(ok)
+            table = pa.table({"uuid": pa.array(uuids, pa.string()).filter(keep),
+                              FRAGMENT_COLUMN: pa.array(fragments, pa.uint64()).filter(keep),
+                              **arrays})
+        vecs = getattr(res, "vectors", None)
+        dims = int(vecs.shape[1]) if vecs is not None and vecs.ndim == 2 and len(vecs) else None
+        meta = {"pid": self.pid, "rows": len(texts), "ok": n_ok, "dims": dims,
+                "failures": list(res.failures), "seconds": time.perf_counter() - t0}
+        return meta, table
+
+    def write(self, uri: str, version: int, *tables: Any) -> dict[str, Any]:
+        """Write the new column values of `tables` (pieces of one chunk) into the fragments
+        they belong to, as of table version `version`, WITHOUT committing.
+
+        Per fragment, `LanceFragment.update_columns` joins on uuid and writes one new data file
+        holding the updated columns for every row of the fragment (rows not in the chunk keep
+        their values); the old file's columns are tombstoned in the returned metadata. A uuid
+        the fragment does not hold (a concurrent delete) is an error, never a silent drop.
+        """
+        import lance
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from vidprom_lake import storage
+        from vidprom_lake.enrich.runner import FRAGMENT_COLUMN
+
+        parts = [t for t in tables if t is not None]
+        data = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        ds = lance.dataset(uri, version=version, storage_options=storage.storage_options(uri))
+        frag_col = data.column(FRAGMENT_COLUMN)
+        fragments: list[Any] = []
+        fields: set[int] = set()
+        files: list[str] = []
+        for fid in sorted(pc.unique(frag_col).to_pylist()):
+            sub = data.filter(pc.equal(frag_col, fid)).drop_columns([FRAGMENT_COLUMN])
+            frag = ds.get_fragment(fid)
+            found = 0
+            if frag is not None:
+                have = frag.to_table(columns=["uuid"]).column("uuid")
+                found = int(pc.sum(pc.is_in(sub.column("uuid"), value_set=have)).as_py() or 0)
+            if frag is None or found != sub.num_rows:
+                raise VidlakeError(
+                    f"{sub.num_rows - found} of {sub.num_rows} rows to write are no longer in "
+                    f"fragment {fid} of {uri} at version {version} (another writer changed the "
+                    "table); run the command again")
+            old = {f.path for f in frag.metadata.files}
+            md, modified = frag.update_columns(sub, left_on="uuid", right_on="uuid")
+            fragments.append(md)
+            fields.update(modified)
+            files += [f.path for f in md.files if f.path not in old]
+        return {"pid": self.pid, "fragments": fragments, "fields_modified": sorted(fields),
+                "read_version": version, "rows": data.num_rows, "files": files}
 
     def close(self) -> None:
         self.sess.close()
 
 
 class RemoteSession:
-    """Driver-side stand-in for a session whose model lives in Ray actors."""
+    """Driver-side handle of a session whose model lives (and whose writes run) in actors."""
 
     def __init__(self, engine: RayEngine, kind: str, actors: list[Any], info: dict[str, Any]):
         self.engine = engine
@@ -86,8 +177,8 @@ class RemoteSession:
         self.labels: tuple[str, ...] = info["labels"]
         self.piece_rows = engine.piece_rows or info["piece_rows"]
         self._provenance = dict(info["provenance"])
-        self._queue: deque[tuple[list[str], Any]] = deque()
         self._next = 0
+        self._writer = 0
         self.pids = {info["pid"]}
         self.retries = 0
 
@@ -96,44 +187,53 @@ class RemoteSession:
         p["engine"] = self.engine.info()
         return p
 
-    def _submit(self, texts: list[str]) -> Any:
-        actor = self.actors[self._next % len(self.actors)]
-        self._next += 1
-        return actor.run.remote(texts)
-
-    def prefetch(self, pieces: list[list[str]]) -> None:
-        for texts in pieces:
-            self._queue.append((texts, self._submit(texts)))
-
-    def _result(self, texts: list[str]) -> Any:
-        ray = _ray()
-        ref = None
-        if self._queue:
-            queued, r = self._queue[0]
-            if queued is texts or queued == texts:
-                self._queue.popleft()
-                ref = r
-        if ref is None:  # not prefetched (or out of order): compute it now
-            ref = self._submit(texts)
-        try:
-            pid, res = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, VidlakeError):
-                raise cause from None
-            raise WorkerFailed(f"a Ray worker failed on {len(texts)} rows: "
-                               f"{str(exc).splitlines()[0]}") from exc
-        except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError,
-                ray.exceptions.WorkerCrashedError) as exc:
-            self._queue.clear()
-            raise WorkerFailed(
-                f"a Ray worker died on {len(texts)} rows and the retries "
-                f"(max_restarts={self.engine.max_restarts}) are used up: "
-                f"{str(exc).splitlines()[0]}. Chunks already committed stay; rerun the "
-                "command to compute the rest") from exc
+    def _seen(self, pid: int) -> None:
         if pid not in self.pids:  # a restarted actor (a new process) answered
             self.pids.add(pid)
             self.retries += 1
+
+    def _get(self, ref: Any, what: str) -> Any:
+        ray = _ray()
+        try:
+            return ray.get(ref)
+        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError,
+                ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError) as exc:
+            _raise_remote(exc, what, self.engine.max_restarts)
+
+    # -- the runner's remote path (compute and write in the actors)
+    def submit_piece(self, texts: list[str], uuids: list[str], fragments: list[int],
+                     columns: Callable[[Any], dict[str, Any]]) -> list[Any]:
+        """Queue a piece on the next actor; returns its handle ``[summary ref, values ref]``."""
+        actor = self.actors[self._next % len(self.actors)]
+        self._next += 1
+        return list(actor.compute.options(num_returns=2).remote(texts, uuids, fragments,
+                                                                 columns))
+
+    def piece_result(self, piece: list[Any]) -> dict[str, Any]:
+        """The piece's summary: rows, ok, failures (RowFailure), dims, seconds, pid."""
+        meta = self._get(piece[0], f"a piece of {self.model_id}")
+        self._seen(int(meta["pid"]))
+        return dict(meta)
+
+    def write_pieces(self, uri: str, version: int, pieces: list[list[Any]]) -> dict[str, Any]:
+        """Have one actor write the pieces' values into the table at `uri` (not committed);
+        returns its fragment metadata (``fragments``, ``fields_modified``, ``read_version``)."""
+        actor = self.actors[self._writer % len(self.actors)]
+        self._writer += 1
+        ref = actor.write.options(concurrency_group=WRITE_GROUP).remote(
+            uri, version, *[p[1] for p in pieces])
+        out = self._get(ref, f"the write of {sum(1 for _ in pieces)} pieces")
+        self._seen(int(out["pid"]))
+        self.engine.writes.append({"pid": out["pid"], "files": list(out["files"]),
+                                   "rows": out["rows"], "uri": uri})
+        return dict(out)
+
+    # -- an EmbedSession / ScoreSession look-alike for direct use (results come back here)
+    def _result(self, texts: list[str]) -> Any:
+        actor = self.actors[self._next % len(self.actors)]
+        self._next += 1
+        pid, res = self._get(actor.run.remote(texts), f"{len(texts)} rows")
+        self._seen(int(pid))
         return res
 
     def embed(self, texts: list[str]) -> Any:
@@ -144,7 +244,6 @@ class RemoteSession:
 
     def close(self) -> None:
         ray = _ray()
-        self._queue.clear()
         for a in self.actors:
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(a)
@@ -156,7 +255,7 @@ AWS_VARS = ("AWS_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGIO
             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ALLOW_HTTP")
 
 
-def _raise_remote(exc: BaseException, what: str, max_restarts: int) -> None:
+def _raise_remote(exc: BaseException, what: str, max_restarts: int) -> NoReturn:
     """Translate a Ray failure into the package's errors (a backend error stays itself)."""
     ray = _ray()
     if isinstance(exc, ray.exceptions.RayTaskError):
@@ -260,7 +359,8 @@ class WorkerPool:
 
 
 class RayEngine:
-    """`workers` Ray actors per opened session; the driver keeps every lake write."""
+    """`workers` Ray actors per opened session or pool; actors write data files, the driver
+    commits them."""
 
     name = "ray"
 
@@ -281,6 +381,8 @@ class RayEngine:
         self.piece_rows = piece_rows
         self.sessions: set[RemoteSession] = set()
         self.pools: set[WorkerPool] = set()
+        #: Every column write the actors made: pid, data files, rows, table uri.
+        self.writes: list[dict[str, Any]] = []
         self.forward_env = forward_env
         t0 = time.perf_counter()
         self.started_ray = False
@@ -304,20 +406,29 @@ class RayEngine:
                 "threads_per_worker": self.threads, "max_restarts": self.max_restarts,
                 "ray": _ray().__version__}
 
-    def open_session(self, kind: str, spec: str, options: dict[str, Any]) -> RemoteSession:
+    def open_session(self, kind: str, spec: str, options: dict[str, Any], *,
+                     remote_storage: bool = False) -> RemoteSession:
+        """`workers` `EnrichWorker` actors of `spec`; with `remote_storage` (an ``s3://``
+        lake, which the actors write) they get the driver's AWS variables (see `pool`)."""
         ray = _ray()
-        cls = ray.remote(EnrichWorker).options(
-            num_cpus=1, num_gpus=self.gpus, max_restarts=self.max_restarts,
-            max_task_retries=self.max_task_retries)
-        opts = dict(options)
-        if self.gpus and not opts.get("device"):
-            opts["device"] = "cuda"
-        actors = [cls.remote(kind, spec, opts, self.threads) for _ in range(self.workers)]
+        opts: dict[str, Any] = {"num_cpus": 1, "num_gpus": self.gpus,
+                                "max_restarts": self.max_restarts,
+                                "max_task_retries": self.max_task_retries}
+        env = self._env(remote_storage)
+        if env:
+            opts["runtime_env"] = {"env_vars": env}
+        cls = ray.remote(concurrency_groups={WRITE_GROUP: 1})(EnrichWorker).options(**opts)
+        kw = dict(options)
+        if self.gpus and not kw.get("device"):
+            kw["device"] = "cuda"
+        actors = [cls.remote(kind, spec, kw, self.threads) for _ in range(self.workers)]
         try:
-            infos = ray.get([a.info.remote() for a in actors])
-        except ray.exceptions.RayTaskError as exc:
+            infos = ray.get([a.info.options(concurrency_group=WRITE_GROUP).remote()
+                             for a in actors])
+        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
             for a in actors:
-                ray.kill(a)
+                with contextlib.suppress(Exception):
+                    ray.kill(a)
             cause = getattr(exc, "cause", None)
             if isinstance(cause, VidlakeError):
                 raise cause from None
@@ -328,6 +439,10 @@ class RayEngine:
         self.sessions.add(sess)
         return sess
 
+    def _env(self, remote_storage: bool) -> dict[str, str] | None:
+        fwd = self.forward_env if self.forward_env is not None else remote_storage
+        return {k: os.environ[k] for k in AWS_VARS if os.environ.get(k)} if fwd else None
+
     def pool(self, cls: type, args: tuple[Any, ...], *, remote_storage: bool = False) -> WorkerPool:
         """Start `workers` actors of `cls` (see `WorkerPool`).
 
@@ -335,14 +450,13 @@ class RayEngine:
         variables; with `remote_storage` they get them through the actor's Ray runtime_env
         (``forward_env=False`` on the engine: rely on the nodes' own credentials instead).
         """
-        fwd = self.forward_env if self.forward_env is not None else remote_storage
-        env = {k: os.environ[k] for k in AWS_VARS if os.environ.get(k)} if fwd else None
-        return WorkerPool(self, cls, args, env=env)
+        return WorkerPool(self, cls, args, env=self._env(remote_storage))
 
     def worker_pids(self) -> list[int]:
         """The process ids of the current actors (the kill tests use them)."""
         ray = _ray()
-        pids = [int(ray.get(a.info.remote())["pid"]) for s in self.sessions for a in s.actors]
+        pids = [int(ray.get(a.info.options(concurrency_group=WRITE_GROUP).remote())["pid"])
+                for s in self.sessions for a in s.actors]
         for p in self.pools:
             pids += p.worker_pids()
         return pids

@@ -9,7 +9,9 @@ Write path (measured, see benchmarks/results/enrich.md): a new column is added o
 metadata (`Batch.add_column`), then each chunk is a Lance merge-insert on ``uuid`` in
 ``rewrite_columns`` mode, which writes one new column file per touched fragment and leaves every
 other column (and the videos table) alone. Chunks follow fragment boundaries so a fragment's
-column file is rewritten once per run, not once per scattered row.
+column file is rewritten once per run, not once per scattered row. On the Ray engine the
+workers write those same column files (`LanceFragment.update_columns`, fragment by fragment)
+and this process commits each chunk's as one `LanceOperation.Update` (see `_run_remote`).
 
 Rows a backend cannot handle (empty text, an input the server rejects, NaN output) are reported
 with their uuid in the batch's counts and in the report; nothing is written for them, so they
@@ -23,21 +25,25 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
 
+from .. import storage
 from ..errors import InputError, SchemaError, VidlakeError
 from ..schema import NSFW_LABELS, field_meta, is_vector_field, vector_field
 from . import resolve
-from .base import EmbedSession, RowFailure, ScoreSession
+from .base import EmbedResult, EmbedSession, RowFailure, ScoreResult, ScoreSession
 
 if TYPE_CHECKING:
     from ..lake import Batch, Lake
 
 FRAGMENT_ROWS = 32_768
 MAX_REPORTED_FAILURES = 100
+#: Column `_pieces` adds: the Lance fragment a row to do lives in.
+FRAGMENT_COLUMN = "_fragment"
 Progress = Callable[[int, int], None]
 
 
@@ -115,7 +121,8 @@ def _check_text_column(ds: Any, text_column: str) -> None:
 
 def _pieces(ds: Any, flt: str | None, text_column: str, limit: int | None,
             chunk_rows: int) -> Iterator[pa.Table]:
-    """The rows to do, as tables of (uuid, text) that never span a chunk boundary badly.
+    """The rows to do, as tables of (uuid, text, fragment id) that never span a chunk boundary
+    badly (the fragment id tells a remote writer which fragment's column file a row is in).
 
     Whole fragments are gathered until `chunk_rows` is reached; a fragment with more rows to do
     than `chunk_rows` is split.
@@ -127,6 +134,8 @@ def _pieces(ds: Any, flt: str | None, text_column: str, limit: int | None,
         if left is not None and left <= 0:
             break
         t = frag.to_table(columns=["uuid", text_column], filter=flt)
+        t = t.append_column(FRAGMENT_COLUMN, pa.array(
+            np.full(t.num_rows, frag.fragment_id, dtype=np.uint64), pa.uint64()))
         if left is not None:
             t = t.slice(0, left)
             left -= t.num_rows
@@ -147,20 +156,9 @@ def _pieces(ds: Any, flt: str | None, text_column: str, limit: int | None,
 
 
 Compute = Callable[[list[str]], tuple[dict[str, pa.Array], np.ndarray, list[RowFailure]]]
-
-
-def _ahead(chunks: Iterator[tuple[pa.Table, list[str]]],
-           hook: Callable[[list[str]], None]) -> Iterator[tuple[pa.Table, list[str]]]:
-    """Yield chunks one behind, calling `hook` on each chunk's texts as soon as it is read."""
-    cur = next(chunks, None)
-    if cur is not None:
-        hook(cur[1])
-    while cur is not None:
-        nxt = next(chunks, None)
-        if nxt is not None:
-            hook(nxt[1])
-        yield cur
-        cur = nxt
+#: A session result -> the new column values of its ok rows (a module-level function, so a
+#: remote worker can run it: `embed_columns` / `score_columns` with their keywords bound).
+Columns = Callable[[Any], dict[str, pa.Array]]
 
 
 def _engine(engine: Any, engine_options: dict[str, Any] | None) -> tuple[Any, bool]:
@@ -179,22 +177,23 @@ def _engine(engine: Any, engine_options: dict[str, Any] | None) -> tuple[Any, bo
 
 def _run(lake: Lake, b: Batch, report: EnrichReport, *, flt: str | None, text_column: str,
          limit: int | None, chunk_rows: int, piece_rows: int, compute: Compute,
-         progress: Progress | None, total: int,
-         prefetch: Callable[[list[list[str]]], None] | None = None) -> None:
+         progress: Progress | None, total: int, sess: Any = None, columns: Columns | None = None,
+         on_dims: Callable[[int | None], None] | None = None) -> None:
     """Compute and write every chunk; shared by embed and score.
 
-    `prefetch` (a remote engine's session): called with the next chunk's pieces of text before
-    the current chunk is computed, so remote workers have work queued while the driver writes.
+    A session that computes AND writes elsewhere (a Ray engine's, see `_run_remote`) gets
+    `columns` (what its workers turn a result into) and `on_dims` (the driver's check of a
+    piece's vector width); an in-process one uses `compute` and is written here.
     """
+    if sess is not None and hasattr(sess, "submit_piece") and columns is not None:
+        _run_remote(lake, b, report, sess, flt=flt, text_column=text_column, limit=limit,
+                    chunk_rows=chunk_rows, piece_rows=piece_rows, columns=columns,
+                    on_dims=on_dims, progress=progress, total=total)
+        return
     ds = lake._open("prompts")
     done = 0
-    chunks: Iterator[tuple[pa.Table, list[str]]] = (
-        (c, c.column(text_column).to_pylist())
-        for c in _pieces(ds, flt, text_column, limit, chunk_rows))
-    if prefetch is not None:
-        chunks = _ahead(chunks, lambda t: prefetch(
-            [t[s:s + piece_rows] for s in range(0, len(t), piece_rows)]))
-    for chunk, texts in chunks:
+    for chunk in _pieces(ds, flt, text_column, limit, chunk_rows):
+        texts = chunk.column(text_column).to_pylist()
         uuids = chunk.column("uuid").combine_chunks()
         cols: dict[str, list[pa.Array]] = {}
         keep: list[np.ndarray] = []
@@ -224,11 +223,114 @@ def _run(lake: Lake, b: Batch, report: EnrichReport, *, flt: str | None, text_co
         b.commit()
 
 
+def _one_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """Yield `items` with the next one already taken (its pieces already sent to workers)."""
+    cur = next(items, None)
+    while cur is not None:
+        nxt = next(items, None)
+        yield cur
+        cur = nxt
+
+
+def _run_remote(lake: Lake, b: Batch, report: EnrichReport, sess: Any, *, flt: str | None,
+                text_column: str, limit: int | None, chunk_rows: int, piece_rows: int,
+                columns: Columns, on_dims: Callable[[int | None], None] | None,
+                progress: Progress | None, total: int) -> None:
+    """The chunk loop when workers compute AND write (the Ray engine).
+
+    Per chunk: its pieces go to the workers one chunk ahead (so they have work queued while
+    the driver commits); the driver takes back only each piece's small summary (rows, ok,
+    failures, vector width), then asks one worker to write the chunk's new column values into
+    each touched fragment (`LanceFragment.update_columns`: one new column file per fragment,
+    the layout the local merge-insert makes) from the pieces' results, which go worker to
+    worker; the driver stages the returned fragment metadata as ONE `LanceOperation.Update`
+    and commits it with the batch-log event. A chunk's write is asked for only after the
+    previous chunk committed, so a fragment split over two chunks is rewritten on top of the
+    first one's values. A chunk whose pieces or write fail for good is reported with its rows
+    (`WorkerFailed`, and ``failed_chunk`` in the batch's counts); chunks before it stay.
+    The last progress call of a chunk comes after its commit.
+    """
+    import lance
+
+    from ..engine.ray_engine import WorkerFailed
+
+    ds = lake._open("prompts")
+    uri = lake.table_uri("prompts")
+
+    def sent() -> Iterator[tuple[pa.Table, list[Any]]]:
+        for chunk in _pieces(ds, flt, text_column, limit, chunk_rows):
+            texts = chunk.column(text_column).to_pylist()
+            uuids = chunk.column("uuid").to_pylist()
+            frags = chunk.column(FRAGMENT_COLUMN).to_pylist()
+            yield chunk, [sess.submit_piece(texts[s:s + piece_rows], uuids[s:s + piece_rows],
+                                            frags[s:s + piece_rows], columns)
+                          for s in range(0, len(texts), piece_rows)]
+
+    done = 0
+    first_row = 0
+    for n_chunk, (chunk, pieces) in enumerate(_one_ahead(sent()), start=1):
+        uuids = chunk.column("uuid").combine_chunks()
+        n_ok = 0
+        try:
+            offset = 0
+            for i, piece in enumerate(pieces):
+                meta = sess.piece_result(piece)
+                if on_dims is not None:
+                    on_dims(meta["dims"])
+                for f in meta["failures"]:
+                    report.fail(uuids[offset + f.index].as_py(), f.error)
+                offset += meta["rows"]
+                n_ok += meta["ok"]
+                done += meta["rows"]
+                report.compute_seconds += meta["seconds"]
+                if progress and i < len(pieces) - 1:
+                    progress(done, total)
+            if n_ok:
+                w = sess.write_pieces(uri, lake._open("prompts").version, pieces)
+                b.stage("prompts", lance.LanceOperation.Update(
+                    updated_fragments=list(w["fragments"]),
+                    fields_modified=list(w["fields_modified"]),
+                    update_mode="rewrite_columns"), w["read_version"])
+        except WorkerFailed as exc:
+            frag_ids = sorted(set(chunk.column(FRAGMENT_COLUMN).to_pylist()))
+            where = {"chunk": n_chunk, "rows": chunk.num_rows, "first_row": first_row + 1,
+                     "last_row": first_row + chunk.num_rows, "fragments": frag_ids,
+                     "first_uuid": uuids[0].as_py(), "last_uuid": uuids[-1].as_py()}
+            b.counts["failed_chunk"] = where
+            raise WorkerFailed(
+                f"{exc} [chunk {n_chunk}: rows {where['first_row']}-{where['last_row']} of this "
+                f"run ({chunk.num_rows} prompts, uuids {where['first_uuid']} .. "
+                f"{where['last_uuid']}, fragment(s) {', '.join(map(str, frag_ids))}); nothing of "
+                "it was committed]") from exc
+        finally:
+            pieces.clear()  # drop the workers' results as soon as the chunk is written
+        report.rows_done += n_ok
+        report.chunks += 1
+        b.counts.update(report.counts())
+        b.commit()
+        first_row += chunk.num_rows
+        if progress:
+            progress(done, total)
+
+
 # ------------------------------------------------------------------------------ embed
 def _vectors(vecs: np.ndarray, dim: int, dtype: str) -> pa.Array:
     np_dtype = np.float16 if dtype == "float16" else np.float32
     flat = pa.array(np.ascontiguousarray(vecs, dtype=np_dtype).reshape(-1))
     return pa.FixedSizeListArray.from_arrays(flat, dim)
+
+
+def embed_columns(res: EmbedResult, *, column: str, dtype: str,
+                  model_id: str) -> dict[str, pa.Array]:
+    """An `EmbedResult` as the column's values for its ok rows (run in this process, or by a
+    Ray worker on its own result: the same code either way)."""
+    n_ok = int(np.asarray(res.ok).sum())
+    if res.vectors.shape[0] != n_ok:
+        raise VidlakeError(f"{model_id}: backend returned {res.vectors.shape[0]} vectors for "
+                           f"{n_ok} inputs")
+    if not len(res.vectors):
+        return {}
+    return {column: _vectors(res.vectors, int(res.vectors.shape[1]), dtype)}
 
 
 def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
@@ -248,8 +350,9 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
     Returns an `EnrichReport`; raises `SchemaError` when `column` already holds another model's
     vectors (one embedding space per column: pick another `column` or `recompute`).
     `engine` (``"local"``, ``"ray"`` with `engine_options` address/workers/gpus_per_worker, or
-    an engine from `vidprom_lake.engine.get_engine`) says where the model runs; the lake is
-    written here, chunk by chunk, whichever engine computes.
+    an engine from `vidprom_lake.engine.get_engine`) says where the model runs. Locally this
+    process writes each chunk; on Ray the workers write the chunk's column files and this
+    process commits them, one commit per chunk either way.
     """
     t_start = time.perf_counter()
     if limit is not None and limit < 0:
@@ -290,7 +393,8 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
                    device=device, concurrency=concurrency, normalize=normalize, **(options or {}))
     try:
         sess = session or (cast(EmbedSession, enr.open(variant, **open_kw)) if eng is None
-                           else eng.open_session("embedder", model, open_kw))
+                           else eng.open_session("embedder", model, open_kw,
+                                                 remote_storage=storage.is_remote(lake.uri)))
     except BaseException:
         if own_engine and eng is not None:
             eng.shutdown()
@@ -378,26 +482,32 @@ def _embed(lake: Lake, sess: EmbedSession, report: EnrichReport, *, model: str, 
             state["field"] = make_field(sess.dims)
             b.add_column("prompts", state["field"])
 
+        def on_dims(got: int | None) -> None:
+            """A piece's vector width: the first one makes the column; others must match."""
+            if got is None:
+                return
+            fld = state["field"]
+            if fld is None:
+                sess.dims = got
+                fld = state["field"] = make_field(got)
+                b.add_column("prompts", fld)
+            dim = fld.type.list_size
+            if got != dim:
+                raise SchemaError(f"{sess.model_id} returned {got}-d vectors for a {dim}-d "
+                                  f"column {column!r}; nothing of it was stored")
+
+        columns = partial(embed_columns, column=column, dtype=dtype, model_id=sess.model_id)
+
         def compute(texts: list[str]) -> tuple[dict[str, pa.Array], np.ndarray, list[RowFailure]]:
             res = sess.embed(texts)
-            if res.vectors.shape[0] != int(res.ok.sum()):
-                raise VidlakeError(f"{sess.model_id}: backend returned {res.vectors.shape[0]} "
-                                   f"vectors for {int(res.ok.sum())} inputs")
-            if state["field"] is None and len(res.vectors):
-                sess.dims = int(res.vectors.shape[1])
-                state["field"] = make_field(sess.dims)
-                b.add_column("prompts", state["field"])
-            dim = state["field"].type.list_size if state["field"] is not None else 0
-            if len(res.vectors) and res.vectors.shape[1] != dim:
-                raise SchemaError(f"{sess.model_id} returned {res.vectors.shape[1]}-d vectors "
-                                  f"for a {dim}-d column {column!r}; nothing of it was stored")
-            arrays = {column: _vectors(res.vectors, dim, dtype)} if dim else {}
+            arrays = columns(res)
+            on_dims(int(res.vectors.shape[1]) if len(res.vectors) else None)
             return arrays, res.ok, res.failures
 
         piece = int(getattr(sess, "piece_rows", 0) or 1024)
         _run(lake, b, report, flt=flt, text_column=text_column, limit=limit,
              chunk_rows=chunk_rows, piece_rows=piece, compute=compute, progress=progress,
-             total=total, prefetch=getattr(sess, "prefetch", None))
+             total=total, sess=sess, columns=columns, on_dims=on_dims)
         report.retries = int(getattr(sess, "retries", 0))
         report.dims = sess.dims
         b.counts.update(report.counts())
@@ -406,6 +516,23 @@ def _embed(lake: Lake, sess: EmbedSession, report: EnrichReport, *, model: str, 
 
 
 # ------------------------------------------------------------------------------ score
+def score_columns(res: ScoreResult, *, labels: tuple[str, ...], absent: tuple[str, ...],
+                  model_id: str) -> dict[str, pa.Array]:
+    """A `ScoreResult` as column values for its ok rows: one float32 column per label, NULLs
+    for VidProM labels the model lacks, and ``nsfw_model`` (here or on a Ray worker)."""
+    n_ok = int(np.asarray(res.ok).sum())
+    arrays: dict[str, pa.Array] = {}
+    for lab in labels:
+        vals = np.asarray(res.scores[lab], dtype=np.float32)
+        if len(vals) != n_ok:
+            raise VidlakeError(f"{model_id}: {len(vals)} {lab} scores for {n_ok} inputs")
+        arrays[lab] = pa.array(vals, pa.float32())
+    for lab in absent:
+        arrays[lab] = pa.nulls(n_ok, pa.float32())
+    arrays["nsfw_model"] = pa.array([model_id] * n_ok, pa.string())
+    return arrays
+
+
 def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | None = None,
           config_dir: str | None = None, download: bool = False, text_column: str = "prompt",
           limit: int | None = None, where: str | None = None, recompute: bool = False,
@@ -444,7 +571,8 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
                    device=device, batch_size=batch_size, **(options or {}))
     try:
         sess = session or (cast(ScoreSession, enr.open(variant, **open_kw)) if eng is None
-                           else eng.open_session("scorer", model, open_kw))
+                           else eng.open_session("scorer", model, open_kw,
+                                                 remote_storage=storage.is_remote(lake.uri)))
     except BaseException:
         if own_engine and eng is not None:
             eng.shutdown()
@@ -474,25 +602,16 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
             if absent:
                 report.notes.append(f"{sess.model_id} has no {', '.join(absent)}: set to NULL")
 
+            columns = partial(score_columns, labels=tuple(labels), absent=tuple(absent),
+                              model_id=sess.model_id)
+
             def compute(texts: list[str]) -> tuple[dict[str, pa.Array], np.ndarray, list[RowFailure]]:
                 res = sess.score(texts)
-                n_ok = int(res.ok.sum())
-                arrays: dict[str, pa.Array] = {}
-                for lab in labels:
-                    vals = np.asarray(res.scores[lab], dtype=np.float32)
-                    if len(vals) != n_ok:
-                        raise VidlakeError(f"{sess.model_id}: {len(vals)} {lab} scores for "
-                                           f"{n_ok} inputs")
-                    arrays[lab] = pa.array(vals, pa.float32())
-                for lab in absent:
-                    arrays[lab] = pa.nulls(n_ok, pa.float32())
-                arrays["nsfw_model"] = pa.array([sess.model_id] * n_ok, pa.string())
-                return arrays, res.ok, res.failures
+                return columns(res), res.ok, res.failures
 
             _run(lake, b, report, flt=flt, text_column=text_column, limit=limit,
                  chunk_rows=chunk_rows, piece_rows=int(getattr(sess, "piece_rows", 0) or 256),
-                 compute=compute, progress=progress, total=total,
-                 prefetch=getattr(sess, "prefetch", None))
+                 compute=compute, progress=progress, total=total, sess=sess, columns=columns)
             report.retries = max(report.retries, int(getattr(sess, "retries", 0)))
             b.counts.update(report.counts())
     finally:

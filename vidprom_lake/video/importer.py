@@ -587,9 +587,6 @@ def import_videos(
     from ..enrich.runner import _engine
 
     eng, own_engine = _engine(engine, engine_options)
-    if eng is not None and source is not None:
-        raise InputError("--source is not supported with --engine ray yet; import with the "
-                         "local engine")
     mp: Any = load_mapping(mapping) if mapping else None
     if source is not None:
         from .zips import source_mapping

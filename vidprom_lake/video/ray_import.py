@@ -38,6 +38,7 @@ from .importer import (
     iter_members,
     s3_objects,
 )
+from .zips import SortedSourceMapping, SourceMapping
 
 if TYPE_CHECKING:
     from ..lake import Batch
@@ -200,9 +201,14 @@ def import_on_ray(eng: Any, b: Batch, paths: list[str], report: ImportReport, *,
     if not pieces:
         return
     uu: Any = uuids.arr if hasattr(uuids, "arr") else uuids
+    if isinstance(uu, set):  # --source: the source's uuids, shared as a sorted array
+        uu = np.array(sorted(uu), dtype="U36")
     ex = np.array(sorted(existing), dtype=str) if existing else np.array([], dtype="U1")
     remote = b.lake.uri.startswith("s3://") or any(p.startswith("s3://") for p in paths)
-    pool = eng.pool(ImportWorker, (b.lake.uri, ray.put(uu), ray.put(ex), model, mapping,
+    shipped: Any = mapping
+    if isinstance(mapping, SourceMapping):  # --source: one shared copy per node
+        shipped = ray.put(SortedSourceMapping.of(mapping))
+    pool = eng.pool(ImportWorker, (b.lake.uri, ray.put(uu), ray.put(ex), model, shipped,
                                    verify, thumbnails, chunk), remote_storage=remote)
     try:
         feed: deque[tuple[int, tuple[Any, ...]]] = deque(
