@@ -354,6 +354,12 @@ def main() -> None:
             queries=a.queries, keep=a.keep, reuse=a.reuse, check_exact=a.check_exact,
             check=a.check if a.check is not None else (1000 if size == "full" else 10_000),
             similar_only=before if a.similar_only else None))
+        if not results[-1].get("similar") and before and before.get("similar"):
+            # --index none: keep the size's earlier `similar` figures, labelled with their date
+            for k in ("similar", "similar_when", "similar_load"):
+                results[-1][k] = before.get(k)
+            results[-1]["similar_when"] = results[-1]["similar_when"] or before["when"]
+            results[-1]["similar_load"] = results[-1]["similar_load"] or before["load"]
         saved = json.loads(store.read_text()) if store.exists() else {}
         saved[size] = results[-1]
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
