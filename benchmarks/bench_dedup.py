@@ -286,7 +286,8 @@ def report(results: list[dict]) -> str:
             e["vs_exact"] = {"agreement": 1.0, "duplicate_recall": 1.0, "false_duplicates": 0}
             lines.append(fmt_row("vidlake dedup --exact", e))
         v = r["vidpros"]
-        lines.append(fmt_row("vidlake dedup (approx.)", v, "vs_exact" if "vs_exact" in v else "check"))
+        lines.append(fmt_row("vidlake dedup (approx.)", v, "vs_exact" if "vs_exact" in v
+                             else "check10k" if v.get("check10k") else "check"))
         if "semhash" in r:
             lines.append(fmt_row("SemHash 0.5", r["semhash"], "vs_exact" if "vs_exact" in r["semhash"] else "check"))
         if v.get("check10k"):
