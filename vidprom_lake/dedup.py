@@ -102,6 +102,20 @@ def canonical_sims(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return exact_dots(np.ascontiguousarray(a, np.float32), np.ascontiguousarray(b, np.float32))
 
 
+#: Pairs scored per gather in `canonical_pair_sims` (4,096 x 3072 float32 = 48 MB per side).
+PAIR_CHUNK = 4096
+
+
+def canonical_pair_sims(a: np.ndarray, ai: np.ndarray, b: np.ndarray, bi: np.ndarray) -> np.ndarray:
+    """`canonical_sims(a[ai], b[bi])` without gathering every pair's rows at once: a block
+    with 100k near pairs would otherwise copy 2 x 1.2 GB of 3072-d rows."""
+    n = len(ai)
+    out = np.empty(n)
+    for c in range(0, n, PAIR_CHUNK):
+        out[c:c + PAIR_CHUNK] = canonical_sims(a[ai[c:c + PAIR_CHUNK]], b[bi[c:c + PAIR_CHUNK]])
+    return out
+
+
 # ---------------------------------------------------------------------------- resolution
 @dataclass
 class Decisions:
@@ -268,7 +282,7 @@ def _exact_pairs(xq: np.ndarray, xk: np.ndarray, kpos: np.ndarray, threshold: fl
     # Decide on the canonical value wherever float32 rounding could matter.
     near = sims < threshold + margin
     if near.any():
-        sims[near] = canonical_sims(xq[qi[near]], xk[kj[near]])
+        sims[near] = canonical_pair_sims(xq, qi[near], xk, kj[near])
     return qi, kpos[kj], sims
 
 
@@ -382,7 +396,7 @@ class ExactEngine:
                 isim = sims[iq, ij].astype(np.float64)
                 near = isim < self.t + self.margin
                 if near.any():
-                    isim[near] = canonical_sims(xb[iq[near]], xb[ij[near]])
+                    isim[near] = canonical_pair_sims(xb, iq[near], xb, ij[near])
 
                 def vec(pos: np.ndarray, xsb: np.ndarray = xsb, base: int = base,
                         kept_vecs: dict[int, np.ndarray] = kept_vecs) -> np.ndarray:
@@ -718,10 +732,12 @@ class ApproxEngine:
     # -- the kept store
     def _add_kept(self, pos: np.ndarray, x: np.ndarray, r: np.ndarray, en: np.ndarray,
                   bits: np.ndarray, home: np.ndarray,
-                  q8: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                  q8: tuple[np.ndarray, np.ndarray] | None = None,
+                  xi: np.ndarray | None = None) -> None:
+        """Store kept rows; their float32 vectors are `x`, or `x[xi]` (not copied out)."""
         if not len(pos):
             return
-        q, sc = q8 if q8 is not None else _quantize(x)
+        q, sc = q8 if q8 is not None else _quantize(x if xi is None else x[xi])
         a, b = self.n, self.n + len(pos)
         self.q8[a:b] = q
         self.scale[a:b] = sc
@@ -733,7 +749,7 @@ class ApproxEngine:
         for s, e in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
             rows = order[s:e]
             self.cells[int(hs[s])].add(np.concatenate([r[rows], en[rows, None]], axis=1), bits[rows], a + rows)
-        self._check_sample(pos, x, np.concatenate([r, en[:, None]], axis=1))
+        self._check_sample(pos, x, np.concatenate([r, en[:, None]], axis=1), xi)
 
     def _probe(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row's cells within the probe gap of its best (best first) and a mask of them."""
@@ -759,7 +775,8 @@ class ApproxEngine:
         self.sample_best = np.full(len(self.sample_pos), -np.inf)
         self.sample_arg = np.full(len(self.sample_pos), -1, np.int64)
 
-    def _check_sample(self, pos: np.ndarray, x: np.ndarray, ra: np.ndarray) -> None:
+    def _check_sample(self, pos: np.ndarray, x: np.ndarray, ra: np.ndarray,
+                      xi: np.ndarray | None = None) -> None:
         """Update each sample prompt's best exact similarity to the kept prompts `pos` (vectors
         x, bound rows ra) earlier than it. Pairs are first pruned by the lossless bound
         r.r' + |e||e'| (a tenth of the full product's cost at 3072 dims); the survivors are
@@ -777,7 +794,7 @@ class ApproxEngine:
             if not len(qi):
                 continue
             self.stats["check_pairs"] = self.stats.get("check_pairs", 0) + len(qi)
-            sims = canonical_sims(self.sample_x[idx[qi]], x[kj])
+            sims = canonical_pair_sims(self.sample_x, idx[qi], x, kj if xi is None else xi[kj])
             order = np.lexsort((-sims, qi))  # per sample row, its best pair first
             first = np.r_[True, qi[order][1:] != qi[order][:-1]]
             top = order[first]
@@ -819,8 +836,8 @@ class ApproxEngine:
         dec, home, (x8, xs) = self._decide(pos, x, r, en, bits)
         t0 = time.perf_counter()
         keep = np.flatnonzero(dec.kept)
-        self._add_kept(pos[keep], x[keep], r[keep], en[keep], bits[keep], home[keep],
-                       (x8[keep], xs[keep]))
+        self._add_kept(pos[keep], x, r[keep], en[keep], bits[keep], home[keep],
+                       (x8[keep], xs[keep]), xi=keep)
         self._tick("store", t0)
         on_block(pos, dec)
 
@@ -952,7 +969,7 @@ class ApproxEngine:
             idx = np.flatnonzero(near)
             uk, inv = np.unique(k[idx], return_inverse=True)
             xk = vectors(uk)
-            sims[idx] = canonical_sims(x[q[idx]], xk[inv])
+            sims[idx] = canonical_pair_sims(x, q[idx], xk, inv)
             if reread:
                 self.stats["reread_pairs"] += len(idx)
         return sims
