@@ -284,6 +284,31 @@ def test_indexes_build_refresh_and_serve_search_and_sql(tmp_path: Path) -> None:
     assert len(after) == 4 and {r["rows_indexed"] for r in after} == {630}
 
 
+def test_auto_index_is_rabitq_for_wide_vectors_and_search_finds_neighbours(tmp_path: Path) -> None:
+    """`auto` builds IVF_RQ (1-bit codes) for 1024+ dims; `similar` re-ranks on the full
+    vectors, so its top hits equal brute force on planted near-duplicates."""
+    dim = 1024
+    lake = create_lake(tmp_path / "lake")
+    lake.ingest(write_csv(tmp_path / "a.csv", 400, seed=3))
+    uu = ordered_uuids(lake)
+    x = planted(400, 6, dim=dim)
+    attach(lake, tmp_path, dict(zip(uu, x, strict=True)))
+    lake = open_lake(tmp_path / "lake")
+    rows = build_indexes(lake, scalar=False, num_partitions=4)
+    assert rows[0]["type"] == "IVF_RQ" and "num_bits=1" in rows[0]["params"]
+    assert json.loads(json.dumps(lake.log()[-1].params))["index_type"] == "IVF_RQ"
+    lake = open_lake(tmp_path / "lake")
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for q in (7, 150, 399):
+        got = similar(lake, vector=x[q].tolist(), k=5)
+        truth = np.argsort(-(xn @ xn[q]), kind="stable")[:5]
+        assert got.column("uuid").to_pylist()[0] == uu[q]
+        assert len(set(got.column("uuid").to_pylist()) & {uu[i] for i in truth}) >= 4
+    # narrower vectors keep IVF_PQ
+    assert build_indexes(make_lake(tmp_path / "small"), scalar=False, num_partitions=4,
+                         num_sub_vectors=4)[0]["type"] == "IVF_PQ"
+
+
 def test_cli_dedup_similar_dupes_index(tmp_path: Path) -> None:
     make_lake(tmp_path)
     lk = str(tmp_path / "lake")

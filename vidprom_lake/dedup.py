@@ -186,6 +186,29 @@ def resolve_block(nb: int, base: int, prior: tuple[np.ndarray, np.ndarray, np.nd
     return out
 
 
+def _trim_heap() -> None:
+    """Give freed heap pages back to the OS (glibc `malloc_trim`; elsewhere a no-op).
+
+    The kept set's cells grow by half many thousand times over a run; glibc keeps the freed
+    smaller arrays in its heap, where they fragment and stay resident. Measured at 1.67M x
+    3072, trimming after every block is what keeps the peak near the live data."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC = lib if hasattr(lib, "malloc_trim") else False
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
+
+
 # ---------------------------------------------------------------------------- reading
 #: `VectorReader.read` takes vectors from Lance in pieces of about this many float32 bytes.
 READ_PIECE_BYTES = 32 * 2 ** 20
@@ -605,7 +628,7 @@ class ApproxEngine:
         self.words = max(1, self.bits // 64)
         self.partitions = partitions or int(np.clip(2 ** round(math.log2(max(capacity, 1) / 1000)), 8, 4096))
         self.nprobe = max(1, nprobe or 64)
-        self.block = block_rows or max(1024, min(32768, int(2 ** 27 // d)))
+        self.block = block_rows or max(1024, min(32768, int(2 ** 26 // d)))  # 21,845 rows at 3072 dims
         self.seed = seed
         self.capacity = capacity
         self.eps = 1e-3 + self.margin32  # float32 slack on the pruning bound
@@ -840,6 +863,7 @@ class ApproxEngine:
                        (x8[keep], xs[keep]), xi=keep)
         self._tick("store", t0)
         on_block(pos, dec)
+        _trim_heap()
 
     def _decide(self, pos: np.ndarray, x: np.ndarray, r: np.ndarray, en: np.ndarray,
                 bits: np.ndarray) -> tuple[Decisions, np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -1081,6 +1105,34 @@ def _read_state(ds: Any, column: str) -> pa.Table:
     return t.append_column("offset", pa.array(np.arange(t.num_rows, dtype=np.int64)))
 
 
+def _prior_decisions(order: pa.Table, sig: dict[str, Any],
+                     exact: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
+    """Per row in order: decided by an earlier run whose signature matches (and, for an exact
+    run, that was exact), that run's kept flag, and the first other run's record met."""
+    import pyarrow.compute as pc
+
+    n = order.num_rows
+    runs = order.column("dedup_run").combine_chunks().dictionary_encode()
+    uniq = order.column("unique_semantic").combine_chunks()
+    records: list[dict[str, Any]] = []
+    for text in runs.dictionary.to_pylist():
+        try:
+            p = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            p = {}
+        records.append(p if isinstance(p, dict) else {})
+    good = np.array([all(p.get(k) == v for k, v in sig.items())
+                     and (not exact or p.get("mode") == "exact") for p in records] + [False], bool)
+    has = (runs.is_valid() if n else pa.array([], pa.bool_()))
+    has = np.asarray(pc.and_(has, uniq.is_valid()).to_numpy(zero_copy_only=False), bool)
+    idx = np.asarray(runs.indices.fill_null(len(records)).to_numpy(zero_copy_only=False), np.int64)
+    decided = has & good[idx]
+    odd = np.flatnonzero(has & ~good[idx])
+    other = records[int(idx[odd[0]])] if len(odd) else None
+    kept = np.asarray(uniq.fill_null(False).to_numpy(zero_copy_only=False), bool) & decided
+    return decided, kept, other
+
+
 def time_order(state: pa.Table) -> pa.Table:
     """Rows with vectors, sorted by time (nulls last) then uuid."""
     import pyarrow.compute as pc
@@ -1139,28 +1191,10 @@ def dedup(
         report.notes.append(f"{report.rows_without_vectors:,} prompts have no {column} vector "
                             "and were left undecided (run `vidlake embed` first)")
 
-    # -- what earlier runs decided that still holds
-    runs = order.column("dedup_run").to_pylist()
-    uniq = order.column("unique_semantic").to_pylist()
-    parsed: dict[str, dict[str, Any]] = {}
-    decided = np.zeros(n, bool)
-    other: dict[str, Any] | None = None
-    for i, (run, u) in enumerate(zip(runs, uniq, strict=True)):
-        if run is None or u is None:
-            continue
-        p = parsed.get(run)
-        if p is None:
-            try:
-                p = parsed[run] = json.loads(run)
-            except json.JSONDecodeError:
-                p = parsed[run] = {}
-        same = all(p.get(k) == v for k, v in sig.items())
-        if same and (not exact or p.get("mode") == "exact"):
-            decided[i] = True
-        elif other is None:
-            other = p
+    # -- what earlier runs decided that still holds (each distinct run record parsed once;
+    # no per-row Python objects: at 1.67M rows those lists cost hundreds of MB for the run)
+    decided, kept_flags, other = _prior_decisions(order, sig, exact)
     uuids = order.column("uuid")
-    kept_flags = np.array([bool(u) for u in uniq], bool) & decided
     cut = int(np.argmin(decided)) if not decided.all() else n
     if recompute:
         cut = 0
@@ -1174,6 +1208,7 @@ def dedup(
                 report.notes.append(f"prompt {uuids[i]} points at {d}, which is no longer a kept "
                                     "prompt: deciding again from there")
                 break
+        del pos_of
     later = int(decided[cut:].sum())
     if report.recompute is None:
         if cut == 0 and other is not None and not decided.any():
@@ -1188,6 +1223,7 @@ def dedup(
     positions = np.arange(cut, n, dtype=np.int64)
     prior_kept = np.flatnonzero(kept_flags[:cut])
     offsets = order.column("offset").to_numpy()
+    del state, order  # the earlier results' columns are not needed for the run
     reader = VectorReader(ds, column, offsets, uuids, dims)
     frag_rows = np.cumsum([f.count_rows() for f in ds.get_fragments()])
     frag_of = np.searchsorted(frag_rows, offsets, side="right")

@@ -118,9 +118,10 @@ def dupes(ctx: click.Context, top: int, examples: int, fmt: str) -> None:
 
 @click.command()
 @click.option("--column", default="embedding", show_default=True, help="Vector column to index.")
-@click.option("--type", "index_type", default="IVF_PQ", show_default=True,
-              type=click.Choice(["IVF_PQ", "IVF_HNSW_SQ", "IVF_FLAT", "IVF_SQ", "IVF_RQ"],
-                                case_sensitive=False), help="Vector index type.")
+@click.option("--type", "index_type", default="auto", show_default=True,
+              type=click.Choice(["auto", "IVF_PQ", "IVF_HNSW_SQ", "IVF_FLAT", "IVF_SQ", "IVF_RQ"],
+                                case_sensitive=False),
+              help="Vector index type; auto = IVF_RQ from 1024 dims up, IVF_PQ below.")
 @click.option("--partitions", type=int, default=None, help="IVF partitions (default ~sqrt(rows)).")
 @click.option("--sub-vectors", type=int, default=None, help="PQ sub-vectors (default dims/8 or /16).")
 @click.option("--rebuild", is_flag=True, help="Rebuild indexes that are up to date too.")
