@@ -136,7 +136,8 @@ def w_check(lake_path: str, decisions: str, sample: int, seed: int) -> dict:
             "false_duplicates": int((~exact_dup & ours_dup).sum()), "peak_rss_mb": rss_mb()}
 
 
-def w_similar(lake_path: str, index_type: str, queries: int, seed: int) -> dict:
+def w_similar(lake_path: str, index_type: str, queries: int, seed: int,
+              sweep: list[int] | None = None) -> dict:
     from vidprom_lake.index import build_indexes, similar
     from vidprom_lake.lake import open_lake
 
@@ -174,8 +175,19 @@ def w_similar(lake_path: str, index_type: str, queries: int, seed: int) -> dict:
         got = similar(lake, vector=qv[i], k=10)
         lat.append((time.perf_counter() - t) * 1000)
         rec.append(len(set(got.column("uuid").to_pylist()) & set(uarr[truth[i]].tolist())) / 10)
+    other = []
+    for nprobes in sweep or []:  # the same queries at other probe counts (refine unchanged)
+        lt, rc = [], []
+        for i in range(queries):
+            t = time.perf_counter()
+            got = similar(lake, vector=qv[i], k=10, nprobes=nprobes)
+            lt.append((time.perf_counter() - t) * 1000)
+            rc.append(len(set(got.column("uuid").to_pylist()) & set(uarr[truth[i]].tolist())) / 10)
+        other.append({"nprobes": nprobes, "p50_ms": float(np.percentile(lt, 50)),
+                      "p95_ms": float(np.percentile(lt, 95)), "recall_at_10": float(np.mean(rc))})
     vec = [r for r in rows if r["index"] == "embedding_idx"][0]
     return {"index_type": index_type if index_type.upper() != "AUTO" else f"auto ({vec['type']})",
+            "sweep": other,
             "build_seconds": build,
             "vector_index": [r for r in rows if r["index"] == "embedding_idx"][0]["params"],
             "search": search_params(lake),
@@ -225,7 +237,7 @@ def agreement(a: np.ndarray, truth: np.ndarray) -> dict:
 
 def run_size(size: str, root: Path, *, semhash: bool, exact: bool, index_types: list[str],
              queries: int, keep: bool, reuse: bool, check: int, check_exact: int,
-             similar_only: dict | None = None) -> dict:
+             similar_only: dict | None = None, sweep: list[int] | None = None) -> dict:
     sys.path.insert(0, str(HERE))
     from gen_vectors import build_lake
 
@@ -271,7 +283,7 @@ def run_size(size: str, root: Path, *, semhash: bool, exact: bool, index_types: 
                 res["semhash"]["check"] = child("check", str(lake), str(root / "semhash.npy"), 10_000, 1)
         for it in index_types:
             print(f"[{size}] similar on {it}", file=sys.stderr)
-            res.setdefault("similar", []).append(child("similar", str(lake), it, queries, 2))
+            res.setdefault("similar", []).append(child("similar", str(lake), it, queries, 2, sweep))
     finally:
         if not keep and not reuse:
             shutil.rmtree(lake, ignore_errors=True)
@@ -337,6 +349,9 @@ def report(results: list[dict]) -> str:
                              f"{s.get('search', '')} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | "
                              f"{s['recall_at_10']:.3f} | {s.get('sim10', float('nan')):.3f} | "
                              f"{s['peak_rss_mb']:,.0f} |")
+                for w in s.get("sweep") or []:
+                    lines.append(f"| {s['index_type']} | | | nprobes={w['nprobes']}, same refine | "
+                                 f"{w['p50_ms']:.1f} | {w['p95_ms']:.1f} | {w['recall_at_10']:.3f} | | |")
         lines.append("")
     return "\n".join(lines)
 
@@ -357,6 +372,8 @@ def main() -> None:
                     help="the run's own exact check sample (default 10k; 1k at full size)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--keep", action="store_true", help="keep the generated lakes")
+    ap.add_argument("--probe-sweep", default=None,
+                    help="also time `similar` at these nprobes (comma-separated), same queries")
     ap.add_argument("--similar-only", action="store_true",
                     help="with --reuse: time only `similar`, keeping the size's saved dedup figures")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -379,7 +396,8 @@ def main() -> None:
             index_types=[i for i in (a.index or ["auto"]) if i.lower() != "none"],
             queries=a.queries, keep=a.keep, reuse=a.reuse, check_exact=a.check_exact,
             check=a.check if a.check is not None else (1000 if size == "full" else 10_000),
-            similar_only=before if a.similar_only else None))
+            similar_only=before if a.similar_only else None,
+            sweep=[int(v) for v in a.probe_sweep.split(",")] if a.probe_sweep else None))
         if not results[-1].get("similar") and before and before.get("similar"):
             # --index none: keep the size's earlier `similar` figures, labelled with their date
             for k in ("similar", "similar_when", "similar_load"):
