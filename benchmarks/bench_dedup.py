@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 SIZES = {"100k": (100_000, 384), "1m": (1_000_000, 384), "full": (1_672_243, 3072)}
 RESULTS = HERE / "results" / "dedup.md"
 THRESHOLD = 0.8
+FINDINGS = "<!-- findings: hand-written, kept when the figures above are regenerated -->"
 
 
 def rss_mb() -> float:
@@ -409,6 +410,9 @@ def main() -> None:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         store.write_text(json.dumps(saved, indent=1, default=str))
         text = report([saved[s] for s in SIZES if s in saved])
+        old = RESULTS.read_text() if RESULTS.exists() else ""
+        if FINDINGS in old:  # hand-written notes below the marker survive a regeneration
+            text += "\n" + old[old.index(FINDINGS):]
         RESULTS.write_text(text)
         print(text)
     if not a.keep and not a.reuse:

@@ -191,7 +191,7 @@ def _trim_heap() -> None:
 
     The kept set's cells grow by half many thousand times over a run; glibc keeps the freed
     smaller arrays in its heap, where they fragment and stay resident. Measured at 1.67M x
-    3072, trimming after every block is what keeps the peak near the live data."""
+    3072: trimming after every block (~25 ms each) lowered the peak from 8.9 to 8.4 GB."""
     global _LIBC
     if _LIBC is None:
         import ctypes
