@@ -199,16 +199,13 @@ def w_similar(lake_path: str, index_type: str, queries: int, seed: int,
 
 def search_params(lake) -> str:  # noqa: ANN001
     """The nprobes / refine_factor `similar` used (its defaults for this index)."""
-    import math
-
-    from vidprom_lake.index import SEARCH_DEFAULTS, _num_partitions, _vector_index
+    from vidprom_lake.index import SEARCH_DEFAULTS, _num_partitions, _vector_index, default_nprobes
 
     ds = lake.dataset("prompts")
     idx = _vector_index(ds, "embedding")
     kind = str(idx.index_type).upper()
-    d = SEARCH_DEFAULTS.get(kind, {})
-    parts = _num_partitions(ds, idx.name)
-    return f"nprobes={max(d.get('nprobes', 32), math.ceil(0.08 * parts))}, refine_factor={d.get('refine_factor')}"
+    nprobes = default_nprobes(kind, _num_partitions(ds, idx.name))
+    return f"nprobes={nprobes}, refine_factor={SEARCH_DEFAULTS.get(kind, {}).get('refine_factor')}"
 
 
 WORKERS = {"dedup": w_dedup, "semhash": w_semhash, "check": w_check, "similar": w_similar}
