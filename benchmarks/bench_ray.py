@@ -80,7 +80,7 @@ def _embed_ray(work: Path, n: int, chunk_rows: int) -> dict:
     out["init_s"] = time.perf_counter() - t
     try:
         # the engine's default piece size (the session's: 2,048 rows for MiniLM, the same as the
-        # local engine's); 512-row pieces cost ~1.8x the actor CPU (sentence-transformers sorts
+        # local engine's); 512-row pieces cost ~1.6x the actor CPU (sentence-transformers sorts
         # by length only within a piece, so small pieces pad more)
         eng = get_engine("ray", workers=2)
         t = time.perf_counter()
