@@ -317,7 +317,7 @@ def embed_md(emb: dict, a) -> list[str]:
           f"| local ({emb['local_threads']} torch threads, baseline) | {emb['local_s']:.1f} | "
           f"{emb['local_rows_s']:,.0f} | 100% |",
           f"| ray, 2 workers x 1 thread | {emb['ray_s']:.1f} | {emb['ray_rows_s']:,.0f} | "
-          f"**{emb['ratio']:.0%}** (target >= 85%) |", "",
+          f"**{emb['ratio']:.0%}** (target >= 85%) {'PASS' if emb['ratio'] >= 0.85 else 'FAIL'} |", "",
           "Ray start-up (`ray.init`, local cluster of 2 CPUs), not included above: "
           + ", ".join(f"{r['ray']['init_s']:.1f} s" for r in emb["rounds"]) + ".", ""]
     return L
