@@ -35,7 +35,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -195,13 +195,9 @@ class CacheFile:
 
     table: str
     version: int
-    path: str
     bytes: int
     current: bool
-
-    def as_row(self) -> dict[str, Any]:
-        return {"table": self.table, "version": self.version, "bytes": self.bytes,
-                "current": self.current, "path": self.path}
+    path: str
 
 
 _NAME = re.compile(r"^(\w+)-v(\d+)-\d+-\w+\.parquet$")
@@ -214,8 +210,8 @@ def status(lake: Lake) -> list[CacheFile]:
     for p in files(lake):
         m = _NAME.match(p.name)
         if m:
-            out.append(CacheFile(m.group(1), int(m.group(2)), str(p), p.stat().st_size,
-                                 str(p) in now))
+            out.append(CacheFile(m.group(1), int(m.group(2)), p.stat().st_size, str(p) in now,
+                                 str(p)))
     return out
 
 
@@ -225,7 +221,7 @@ def status_table(lake: Lake) -> Any:
 
     schema = pa.schema([("table", pa.string()), ("version", pa.int64()), ("bytes", pa.int64()),
                         ("current", pa.bool_()), ("path", pa.string())])
-    return pa.Table.from_pylist([f.as_row() for f in status(lake)], schema=schema)
+    return pa.Table.from_pylist([asdict(f) for f in status(lake)], schema=schema)
 
 
 def clear(lake: Lake) -> int:

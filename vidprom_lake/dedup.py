@@ -37,6 +37,7 @@ its decisions exactly against the kept set it built.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -192,21 +193,20 @@ def _trim_heap() -> None:
     The kept set's cells grow by half many thousand times over a run; glibc keeps the freed
     smaller arrays in its heap, where they fragment and stay resident. Measured at 1.67M x
     3072: trimming after every block (~25 ms each) lowered the peak from 8.9 to 8.4 GB."""
-    global _LIBC
-    if _LIBC is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _LIBC = lib if hasattr(lib, "malloc_trim") else False
-        except OSError:
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
-_LIBC: Any = None
+@functools.cache
+def _malloc_trim() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), "malloc_trim", None)
+    except OSError:
+        return None
 
 
 # ---------------------------------------------------------------------------- reading
@@ -1111,7 +1111,6 @@ def _prior_decisions(order: pa.Table, sig: dict[str, Any],
     run, that was exact), that run's kept flag, and the first other run's record met."""
     import pyarrow.compute as pc
 
-    n = order.num_rows
     runs = order.column("dedup_run").combine_chunks().dictionary_encode()
     uniq = order.column("unique_semantic").combine_chunks()
     records: list[dict[str, Any]] = []
@@ -1123,8 +1122,7 @@ def _prior_decisions(order: pa.Table, sig: dict[str, Any],
         records.append(p if isinstance(p, dict) else {})
     good = np.array([all(p.get(k) == v for k, v in sig.items())
                      and (not exact or p.get("mode") == "exact") for p in records] + [False], bool)
-    has = (runs.is_valid() if n else pa.array([], pa.bool_()))
-    has = np.asarray(pc.and_(has, uniq.is_valid()).to_numpy(zero_copy_only=False), bool)
+    has = np.asarray(pc.and_(runs.is_valid(), uniq.is_valid()).to_numpy(zero_copy_only=False), bool)
     idx = np.asarray(runs.indices.fill_null(len(records)).to_numpy(zero_copy_only=False), np.int64)
     decided = has & good[idx]
     odd = np.flatnonzero(has & ~good[idx])
