@@ -5,15 +5,14 @@ read whole: the uuids (36 bytes each) are sorted once and matched as bytes, then
 walked fragment by fragment. A fragment's uuids give the file row of each of its prompts; the
 vectors are read slice by slice (one straight range when the file and the lake share an order,
 as they do for VidProM), checked for NaN/inf and streamed into a new column file beside the
-fragment (no prompt row is rewritten). Each file is put on disk and dropped from the page cache
-while the next one is written; all of them are committed once, as one batch.
+fragment (no prompt row is rewritten). The files are put on disk and dropped from the page
+cache as they grow (`storage.write_behind`); all of them are committed once, as one batch.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,15 +243,13 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
     prompts not in the file). Returns the fragments' new metadata, the new schema (None when
     the table has no fragment) and how many prompts got a vector. Nothing is committed."""
     out_schema = pa.schema([field])
-    data_dir = storage.join(lake.table_uri("prompts"), "data")
     # Counted here: Lance pulls the slices on its own runtime, where a dataset call such as
     # count_rows() panics ("Cannot start a runtime from within a runtime").
     total = ds.count_rows()
     new_frags: list[Any] = []
     schema = None
     done = matched = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidlake-settle") as settler:
-        settled = []
+    with storage.write_behind(storage.join(lake.table_uri("prompts"), "data")):
         for frag in ds.get_fragments():
             rows = lookup.find(_key_bytes(frag.to_table(columns=["uuid"]).column(0)))
             matched += int((rows >= 0).sum())
@@ -282,11 +279,6 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
                     raise failure[0] from None
                 raise
             new_frags.append(meta)
-            old = {f.path for f in frag.data_files()}
-            settled += [settler.submit(storage.settle, storage.join(data_dir, f.path))
-                        for f in meta.files if f.path not in old]
-        for fut in settled:
-            fut.result()
     return new_frags, schema, matched
 
 
