@@ -147,3 +147,40 @@ def test_duplicate_uuid_in_file_is_an_error(two_fragments, tmp_path):
     dup = [*uuids[:5], uuids[2]]
     with pytest.raises(InputError, match=rf"uuid {uuids[2]} appears twice \(rows 2 and 5\)"):
         lake.ingest(str(_h5(tmp_path / "e.h5", dup, np.ones((6, DIM), "float32"))))
+
+
+def test_write_behind_settles_new_files_only(tmp_path, monkeypatch):
+    """Files that appear while the block runs are flushed and dropped from the cache (once
+    more at the end); files that were there before are left alone; a temporary file renamed
+    meanwhile is no error; a remote folder is left to the object store."""
+    from vidprom_lake import storage
+
+    (tmp_path / "old.lance").write_bytes(b"x")
+    seen: list[str] = []
+    real = storage.settle
+
+    def settle(path: str) -> None:
+        seen.append(Path(path).name)
+        real(path)
+
+    monkeypatch.setattr(storage, "settle", settle)
+    with storage.write_behind(str(tmp_path), interval=0.01):
+        tmp = tmp_path / ".tmp-being-written"
+        tmp.write_bytes(b"y" * 100_000)
+        tmp.rename(tmp_path / "new.lance")
+    assert "new.lance" in seen and "old.lance" not in seen
+    seen.clear()
+    with storage.write_behind("s3://bucket/t.lance/data"):
+        pass
+    assert seen == []
+
+
+def test_write_behind_raises_a_failed_flush(tmp_path, monkeypatch):
+    from vidprom_lake import storage
+
+    def settle(path: str) -> None:
+        raise OSError(5, "Input/output error", path)
+
+    monkeypatch.setattr(storage, "settle", settle)
+    with pytest.raises(OSError, match="Input/output error"), storage.write_behind(str(tmp_path)):
+        (tmp_path / "new.lance").write_bytes(b"z")
