@@ -1,22 +1,25 @@
 """Attach embeddings from an HDF5 file (VidProM's ``VidProM_embed.hdf5``) to existing prompts.
 
 The file holds two datasets, ``uuid`` (N strings) and ``embeddings`` (N x D floats). Nothing is
-read whole: the uuids (36 bytes each) are indexed once, then the lake is walked fragment by
-fragment and, for each slice of its rows, the matching HDF5 rows are read (as one contiguous
-range when the file and the lake share an order, as they do for VidProM) and checked for
-NaN/inf. New column data is written beside each fragment (no prompt row is rewritten) and
-committed once, as one batch.
+read whole: the uuids (36 bytes each) are sorted once and matched as bytes, then the lake is
+walked fragment by fragment. A fragment's uuids give the file row of each of its prompts; the
+vectors are read slice by slice (one straight range when the file and the lake share an order,
+as they do for VidProM), checked for NaN/inf and streamed into a new column file beside the
+fragment (no prompt row is rewritten). The files are put on disk and dropped from the page
+cache as they grow (`storage.write_behind`); all of them are committed once, as one batch.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from .. import storage
 from ..errors import InputError, SchemaError
 from ..schema import field_meta, vector_field
 from .pipeline import IngestOptions, IngestReport, hash_in_background
@@ -37,35 +40,70 @@ def _pick(h5: Any, names: tuple[str, ...], what: str, path: str) -> Any:
         path=path)
 
 
+# A slice of vectors handed to Lance is at most this big: big enough that per-slice overhead
+# vanishes, small enough that malloc recycles the buffers instead of mapping (and faulting in)
+# fresh memory for every slice, which cost more than the read itself at 100 MB slices.
+SLICE_BYTES = 16 << 20
+
+
 def _uuids(ds: Any) -> np.ndarray:
+    """The file's uuids as fixed-width bytes: matched as bytes, never decoded to unicode."""
     raw = ds[()]
-    if raw.dtype.kind == "O":
-        vals = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
-        return np.array(vals, dtype="U36")
     if raw.dtype.kind == "S":
-        return np.char.decode(raw, "ascii").astype("U36")
-    return raw.astype("U36")
+        return raw
+    if raw.dtype.kind == "O":
+        return np.array([v if isinstance(v, bytes) else str(v).encode() for v in raw], dtype="S")
+    return np.char.encode(raw.astype(str), "utf-8")
+
+
+def _key_bytes(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Lake uuids as fixed-width bytes. When all have one length (canonical uuids: 36) this is
+    a view of Arrow's data buffer: no Python string per row."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    n = len(col)
+    if not n:
+        return np.empty(0, dtype="S1")
+    if col.type == pa.string() and col.null_count == 0:
+        offsets = np.frombuffer(col.buffers()[1], np.int32, count=n + 1, offset=col.offset * 4)
+        width = int(offsets[1] - offsets[0])
+        if width and (np.diff(offsets) == width).all():
+            return np.frombuffer(col.buffers()[2], f"S{width}", count=n, offset=int(offsets[0]))
+    return np.array([v.encode() for v in col.to_pylist()], dtype="S")
 
 
 def _read_rows(ds: Any, idx: np.ndarray) -> np.ndarray:
     """ds[idx] for unsorted unique indices, reading contiguous ranges where it can."""
-    if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and (np.diff(idx) == 1).all():
+    out = np.empty((len(idx), ds.shape[1]), dtype=ds.dtype)
+    if not len(idx):
+        return out
+    if idx[-1] - idx[0] == len(idx) - 1 and (np.diff(idx) == 1).all():
         # VidProM's case: the file and the lake share an order, so one straight read
-        out = np.empty((len(idx), ds.shape[1]), dtype=ds.dtype)
         ds.read_direct(out, np.s_[int(idx[0]): int(idx[-1]) + 1])
         return out
     order = np.argsort(idx, kind="stable")
     s = idx[order]
-    out = np.empty((len(idx), ds.shape[1]), dtype=ds.dtype)
-    if len(s) and s[-1] - s[0] + 1 <= 4 * len(s):
+    if s[-1] - s[0] + 1 <= 4 * len(s):  # dense: one read of the span, then pick
         block = ds[int(s[0]): int(s[-1]) + 1]
         out[order] = block[s - s[0]]
-    elif len(s):
-        out[order] = ds[s]
+        return out
+    # scattered: each run of consecutive file rows is read straight into place (h5py's fancy
+    # indexing costs ~30x more per row)
+    import h5py
+
+    got = np.empty_like(out)
+    fspace = ds.id.get_space()
+    cuts = [0, *(np.flatnonzero(np.diff(s) != 1) + 1).tolist(), len(s)]
+    for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+        fspace.select_hyperslab((int(s[a]), 0), (b - a, out.shape[1]))
+        ds.id.read(h5py.h5s.create_simple((b - a, out.shape[1])), fspace, got[a:b])
+    out[order] = got
     return out
 
 
 class _Lookup:
+    """The file's uuids, sorted once, to find the file row of each lake uuid."""
+
     def __init__(self, uuids: np.ndarray, path: str):
         self.perm = np.argsort(uuids, kind="stable")
         self.sorted = uuids[self.perm]
@@ -73,17 +111,46 @@ class _Lookup:
         if len(dup):
             i = int(dup[0])
             a, b = sorted((int(self.perm[i]), int(self.perm[i + 1])))
-            raise InputError(f"uuid {self.sorted[i]} appears twice (rows {a} and {b})",
-                             path=path, row=b)
+            raise InputError(f"uuid {self.sorted[i].decode(errors='replace')} appears twice "
+                             f"(rows {a} and {b})", path=path, row=b)
 
     def find(self, keys: np.ndarray) -> np.ndarray:
-        """HDF5 row of each key, -1 where absent."""
-        if not len(self.sorted):
-            return np.full(len(keys), -1)
+        """HDF5 row of each key (bytes), -1 where absent."""
+        if not len(self.sorted) or not len(keys):
+            return np.full(len(keys), -1, dtype=np.int64)
+        if keys.dtype.itemsize > self.sorted.dtype.itemsize:
+            # widen the file's side; cutting a key could make it match a shorter uuid
+            self.sorted = self.sorted.astype(keys.dtype)
+        keys = keys.astype(self.sorted.dtype, copy=False)
         pos = np.searchsorted(self.sorted, keys)
         pos[pos >= len(self.sorted)] = 0
         hit = self.sorted[pos] == keys
-        return np.where(hit, self.perm[pos], -1)
+        return np.where(hit, self.perm[pos], -1).astype(np.int64, copy=False)
+
+
+class _Vectors:
+    """Reads the vectors of given HDF5 rows as one Arrow column, checked for NaN/inf."""
+
+    def __init__(self, uds: Any, eds: Any, dtype: Any, path: str):
+        self.uds, self.eds, self.dtype, self.path = uds, eds, dtype, path
+        self.dim = int(eds.shape[1])
+
+    def __call__(self, rows: np.ndarray) -> pa.FixedSizeListArray:
+        """The vectors of file rows `rows`, in that order; -1 gives NULL (never zeros)."""
+        have = rows >= 0
+        idx = rows[have]
+        got = _read_rows(self.eds, idx) if len(idx) else np.empty((0, self.dim), self.dtype)
+        if not np.isfinite(got).all():
+            bad = int(idx[np.flatnonzero(~np.isfinite(got).all(axis=1))[0]])
+            raise InputError(f"embedding of uuid {_uuid_at(self.uds, bad)} has NaN or inf "
+                             "values", path=self.path, row=bad)
+        got = got.astype(self.dtype, copy=False)
+        if len(idx) == len(rows):  # the common case: no scatter, no mask
+            return pa.FixedSizeListArray.from_arrays(pa.array(got.reshape(-1)), self.dim)
+        vals = np.zeros((len(rows), self.dim), dtype=self.dtype)
+        vals[have] = got
+        return pa.FixedSizeListArray.from_arrays(pa.array(vals.reshape(-1)), self.dim,
+                                                 mask=pa.array(~have))
 
 
 def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> IngestReport:
@@ -92,7 +159,9 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
 
     t0 = time.perf_counter()
     try:
-        h5 = h5py.File(path, "r")
+        # No chunk cache: rows are read once each, and with a cache HDF5 reads a whole chunk
+        # (3 MB in VidProM-shaped files) through it for every row it gives back
+        h5 = h5py.File(path, "r", rdcc_nbytes=0)
     except OSError as exc:
         raise InputError(f"not a readable HDF5 file ({exc})", path=path) from exc
     with h5:
@@ -127,86 +196,34 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                     f"column {column!r} holds {meta['vidlake:model']} embeddings, not {model}; "
                     "one embedding space per column: use --column")
 
-        dtype = np.float16 if opts.dtype == "float16" else np.float32
-        matched = 0
-
-        def embed_batch(batch: pa.RecordBatch) -> tuple[pa.Array, int]:
-            keys = np.array(batch.column(0).to_numpy(zero_copy_only=False), dtype="U36")
-            rows = lookup.find(keys)
-            have = rows >= 0
-            got = _read_rows(eds, rows[have]) if have.any() else np.empty((0, dim), dtype)
-            finite = np.isfinite(got).all(axis=1)
-            if not finite.all():
-                bad = int(rows[have][np.flatnonzero(~finite)[0]])
-                raise InputError(f"embedding of uuid {_uuid_at(uds, bad)} has NaN or inf values",
-                                 path=path, row=bad)
-            got = got.astype(dtype, copy=False)
-            if have.all():  # the common case: no scatter, no mask
-                return pa.FixedSizeListArray.from_arrays(pa.array(got.reshape(-1)), dim), len(keys)
-            vals = np.zeros((len(keys), dim), dtype=dtype)  # masked rows: NULL, never zeros
-            vals[have] = got
-            flat = pa.array(vals.reshape(-1))
-            arr = pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(~have))
-            return arr, int(have.sum())
-
+        vectors = _Vectors(uds, eds, np.float16 if opts.dtype == "float16" else np.float32, path)
         with lake.batch("attach-embeddings", source=path, source_sha256=hash_in_background(path),
                         params={"column": column, "model": model, "dims": dim,
                                 "dtype": opts.dtype}) as b:
             report.batch_id = b.batch_id
             if existing is None:
-                ds = prompts
-                new_frags: list[Any] = []
-                schema = None
-                done = 0
-                # Counted here: Lance calls the UDF on its own runtime, where a dataset call
-                # such as count_rows() panics ("Cannot start a runtime from within a runtime").
-                total_rows = ds.count_rows()
-                for frag in ds.get_fragments():
-                    def udf(batch: pa.RecordBatch) -> pa.RecordBatch:
-                        nonlocal done
-                        arr, _ = embed_batch(batch)
-                        done += batch.num_rows
-                        if opts.progress:
-                            opts.progress(done, total_rows)
-                        return pa.RecordBatch.from_arrays([arr], schema=pa.schema([field]))
-
-                    failure: list[BaseException] = []
-
-                    def guarded(batch: pa.RecordBatch, udf: Any = udf,
-                                failure: list[BaseException] = failure) -> pa.RecordBatch:
-                        try:
-                            return udf(batch)
-                        except BaseException as exc:
-                            failure.append(exc)
-                            raise
-
-                    try:
-                        frag_meta, schema = frag.merge_columns(guarded, columns=["uuid"],
-                                                               batch_size=opts.chunk_rows)
-                    except Exception:
-                        if failure:  # Lance wraps our error; surface the original
-                            raise failure[0] from None
-                        raise
-                    new_frags.append(frag_meta)
-                # Lance may call the UDF more than once on a batch; count matches directly.
-                matched = int((lookup.find(lake.uuid_index()) >= 0).sum())
+                slice_rows = max(1, min(opts.chunk_rows, SLICE_BYTES // (dim * eds.dtype.itemsize)))
+                new_frags, schema, matched = _column_files(lake, prompts, field, lookup, vectors,
+                                                           slice_rows, opts)
                 if schema is None:  # empty lake: metadata-only column
                     b.add_column("prompts", field)
                 else:
-                    b.stage("prompts", lance.LanceOperation.Merge(new_frags, schema), ds.version)
+                    b.stage("prompts", lance.LanceOperation.Merge(new_frags, schema),
+                            prompts.version)
             else:
                 # The column exists: fill rows still missing it, column-patch style.
-                ds = prompts
-                missing = ds.to_table(columns=["uuid"], filter=f"{_q(column)} IS NULL")
+                matched = 0
+                missing = prompts.to_table(columns=["uuid"], filter=f"{_q(column)} IS NULL")
                 keys = missing.column("uuid")
-                for start in range(0, len(keys), opts.chunk_rows * 16):
-                    sl = pa.RecordBatch.from_arrays([keys.slice(start, opts.chunk_rows * 16).combine_chunks()],
-                                                    names=["uuid"])
-                    arr, k = embed_batch(sl)
-                    if not k:
+                step = opts.chunk_rows * 16
+                for start in range(0, len(keys), step):
+                    part = keys.slice(start, step).combine_chunks()
+                    rows = lookup.find(_key_bytes(part))
+                    have = rows >= 0
+                    if not have.any():
                         continue
-                    have = arr.is_valid()
-                    upd = pa.table({"uuid": sl.column(0), column: arr}).filter(have)
+                    upd = pa.table({"uuid": part.filter(pa.array(have)),
+                                    column: vectors(rows[have])})
                     upd = upd.cast(pa.schema([pa.field("uuid", pa.string()), field]))
                     matched += b.update_columns("prompts", upd, on="uuid", mode="rewrite_columns")
             report.rows_updated = matched
@@ -218,6 +235,51 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                              "not_in_lake": n - matched, "column": column})
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors: _Vectors,
+                  slice_rows: int, opts: IngestOptions) -> tuple[list[Any], Any, int]:
+    """Write one new column file per fragment of `ds`, holding each prompt's vector (NULL for
+    prompts not in the file). Returns the fragments' new metadata, the new schema (None when
+    the table has no fragment) and how many prompts got a vector. Nothing is committed."""
+    out_schema = pa.schema([field])
+    # Counted here: Lance pulls the slices on its own runtime, where a dataset call such as
+    # count_rows() panics ("Cannot start a runtime from within a runtime").
+    total = ds.count_rows()
+    new_frags: list[Any] = []
+    schema = None
+    done = matched = 0
+    with storage.write_behind(storage.join(lake.table_uri("prompts"), "data")):
+        for frag in ds.get_fragments():
+            rows = lookup.find(_key_bytes(frag.to_table(columns=["uuid"]).column(0)))
+            matched += int((rows >= 0).sum())
+            failure: list[BaseException] = []
+
+            def slices(rows: np.ndarray = rows,
+                       failure: list[BaseException] = failure) -> Iterator[pa.RecordBatch]:
+                nonlocal done
+                try:
+                    for s in range(0, len(rows), slice_rows):
+                        part = rows[s: s + slice_rows]
+                        yield pa.record_batch([vectors(part)], schema=out_schema)
+                        done += len(part)
+                        if opts.progress:
+                            opts.progress(done, total)
+                except BaseException as exc:
+                    failure.append(exc)
+                    raise
+
+            # A reader, not a UDF: Lance reads nothing back and the rows come in the
+            # fragment's order (its live rows, as the scan gave them).
+            reader = pa.RecordBatchReader.from_batches(out_schema, slices())
+            try:
+                meta, schema = frag.merge_columns(reader)
+            except Exception:
+                if failure:  # Lance wraps our error; surface the original
+                    raise failure[0] from None
+                raise
+            new_frags.append(meta)
+    return new_frags, schema, matched
 
 
 def _q(name: str) -> str:

@@ -1,0 +1,186 @@
+"""HDF5 embedding attach: rows matched by uuid whatever the file's order, streamed slice by
+slice into new column files, NULL (never zeros) for prompts the file lacks."""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from vidprom_lake import create_lake, synth
+from vidprom_lake.errors import InputError
+from vidprom_lake.ingest.hdf5 import _key_bytes, _Lookup
+
+DIM = 12
+
+
+def _h5(path: Path, uuids: list[str], vecs: np.ndarray, *, vlen: bool = False) -> Path:
+    with h5py.File(path, "w") as h5:
+        if vlen:  # variable-length strings: h5py hands them back as Python objects
+            h5.create_dataset("uuid", data=uuids, dtype=h5py.string_dtype())
+        else:
+            h5.create_dataset("uuid", data=np.array(uuids, dtype="S36"))
+        h5.create_dataset("embeddings", data=vecs, chunks=(5, vecs.shape[1]))
+    return path
+
+
+@pytest.fixture
+def two_fragments(tmp_path: Path):
+    """A lake of 130 + 90 prompts in two fragments, and its uuids in lake (scan) order."""
+    lake = create_lake(tmp_path / "lake")
+    lake.ingest(str(synth.write_vidprom_csv(tmp_path / "a.csv", 130, seed=21)))
+    lake.ingest(str(synth.write_vidprom_csv(tmp_path / "b.csv", 90, seed=22)))
+    assert len(lake.dataset("prompts").get_fragments()) == 2
+    uuids = lake.dataset("prompts").to_table(columns=["uuid"]).column("uuid").to_pylist()
+    return lake, uuids
+
+
+def _file_order(kind: str, n: int, rng: np.random.Generator) -> list[int]:
+    """Which lake rows the file holds, in the file's order."""
+    if kind == "lake":
+        return list(range(n))
+    if kind == "reversed":
+        return list(range(n))[::-1]
+    if kind == "shuffled":
+        return [int(i) for i in rng.permutation(n)]
+    if kind == "fragments-swapped":  # in order within each fragment, not across them
+        return list(range(130, n)) + list(range(130))
+    if kind == "partial":  # every third prompt missing; in order otherwise
+        return [i for i in range(n) if i % 3]
+    if kind == "partial-shuffled":
+        keep = [i for i in range(n) if i % 4 != 1]
+        return [keep[int(j)] for j in rng.permutation(len(keep))]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["lake", "reversed", "shuffled", "fragments-swapped", "partial",
+                                  "partial-shuffled"])
+def test_attach_matches_by_uuid_in_any_file_order(two_fragments, tmp_path, kind):
+    lake, uuids = two_fragments
+    rng = np.random.default_rng(5)
+    picks = _file_order(kind, len(uuids), rng)
+    # file rows of uuids the lake lacks, spread through the file
+    strangers = [str(_uuid.uuid5(_uuid.NAMESPACE_URL, f"stranger {i}")) for i in range(9)]
+    file_uuids = [uuids[i] for i in picks]
+    for k, s in enumerate(strangers):
+        file_uuids.insert((k * 37) % (len(file_uuids) + 1), s)
+    vecs = rng.standard_normal((len(file_uuids), DIM)).astype("float32")
+    path = _h5(tmp_path / "e.h5", file_uuids, vecs)
+
+    r = lake.ingest(str(path), chunk_rows=7)  # 7-row slices: many per fragment
+
+    assert r.rows_updated == len(picks)
+    assert r.rows_read == len(file_uuids)
+    assert f"{len(strangers):,} file rows have no prompt in the lake" in r.notes[-1]
+    want = dict(zip(file_uuids, vecs, strict=True))
+    got = lake.dataset("prompts").to_table(columns=["uuid", "embedding"]).to_pylist()
+    assert len(got) == len(uuids)
+    for g in got:
+        if g["uuid"] in want:
+            assert np.array_equal(np.array(g["embedding"], dtype="float32"), want[g["uuid"]])
+        else:
+            assert g["embedding"] is None  # NULL, never a zero vector
+    assert lake.count(where="embedding IS NULL") == len(uuids) - len(picks)
+    assert lake.log()[-1].counts["not_in_lake"] == len(strangers)
+
+
+def test_attach_float16_with_missing_rows(two_fragments, tmp_path):
+    lake, uuids = two_fragments
+    rng = np.random.default_rng(6)
+    picks = [int(i) for i in rng.permutation(len(uuids))[:150]]
+    vecs = rng.standard_normal((150, DIM)).astype("float32")
+    r = lake.ingest(str(_h5(tmp_path / "e.h5", [uuids[i] for i in picks], vecs)),
+                    column="half", dtype="float16", chunk_rows=16)
+    assert r.rows_updated == 150
+    t = lake.dataset("prompts").to_table(columns=["uuid", "half"])
+    assert str(t.schema.field("half").type.value_type) == "halffloat"
+    by = dict(zip(t.column("uuid").to_pylist(), t.column("half").to_pylist(), strict=True))
+    for k, i in enumerate(picks):
+        assert np.array_equal(np.array(by[uuids[i]], dtype="float16"), vecs[k].astype("float16"))
+    assert sum(v is None for v in by.values()) == len(uuids) - 150
+
+
+def test_nan_in_a_later_slice_names_its_row_and_commits_nothing(two_fragments, tmp_path):
+    lake, uuids = two_fragments
+    order = uuids[::-1]
+    vecs = np.ones((len(order), DIM), "float32")
+    vecs[201, 3] = np.inf  # lands in the first fragment (file row 201 = lake row 18)
+    before = lake.dataset("prompts").version
+    with pytest.raises(InputError, match=rf"e\.h5, row 201: embedding of uuid {order[201]} has NaN"):
+        lake.ingest(str(_h5(tmp_path / "e.h5", order, vecs)), chunk_rows=8)
+    assert lake.dataset("prompts").version == before
+    assert "embedding" not in lake.dataset("prompts").schema.names
+    assert (lake.log()[-1].kind, lake.log()[-1].status) == ("attach-embeddings", "failed")
+
+
+def test_vlen_string_uuids(two_fragments, tmp_path):
+    lake, uuids = two_fragments
+    vecs = np.arange(len(uuids) * DIM, dtype="float32").reshape(len(uuids), DIM)
+    r = lake.ingest(str(_h5(tmp_path / "e.h5", uuids, vecs, vlen=True)))
+    assert r.rows_updated == len(uuids)
+    assert lake.count(where="embedding IS NULL") == 0
+
+
+def test_key_bytes_views_arrow_and_falls_back_for_mixed_lengths():
+    a = pa.array(["a" * 36, "b" * 36, "c" * 36, "d" * 36])
+    assert _key_bytes(a.slice(1, 2)).tolist() == [b"b" * 36, b"c" * 36]
+    chunked = pa.chunked_array([a.slice(0, 1), a.slice(3, 1)])
+    assert _key_bytes(chunked).tolist() == [b"a" * 36, b"d" * 36]
+    assert _key_bytes(pa.array(["short", "a-longer-key", "é"])).tolist() == [
+        b"short", b"a-longer-key", "é".encode()]
+    assert len(_key_bytes(pa.array([], pa.string()))) == 0
+
+
+def test_lookup_never_cuts_a_longer_key_to_match():
+    look = _Lookup(np.array([b"abc", b"abd"], dtype="S3"), "f.h5")
+    keys = np.array([b"abcX", b"abd", b"zz"], dtype="S4")
+    assert look.find(keys).tolist() == [-1, 1, -1]
+    assert look.find(np.array([b"abc"], dtype="S3")).tolist() == [0]
+
+
+def test_duplicate_uuid_in_file_is_an_error(two_fragments, tmp_path):
+    lake, uuids = two_fragments
+    dup = [*uuids[:5], uuids[2]]
+    with pytest.raises(InputError, match=rf"uuid {uuids[2]} appears twice \(rows 2 and 5\)"):
+        lake.ingest(str(_h5(tmp_path / "e.h5", dup, np.ones((6, DIM), "float32"))))
+
+
+def test_write_behind_settles_new_files_only(tmp_path, monkeypatch):
+    """Files that appear while the block runs are flushed and dropped from the cache (once
+    more at the end); files that were there before are left alone; a temporary file renamed
+    meanwhile is no error; a remote folder is left to the object store."""
+    from vidprom_lake import storage
+
+    (tmp_path / "old.lance").write_bytes(b"x")
+    seen: list[str] = []
+    real = storage.settle
+
+    def settle(path: str) -> None:
+        seen.append(Path(path).name)
+        real(path)
+
+    monkeypatch.setattr(storage, "settle", settle)
+    with storage.write_behind(str(tmp_path), interval=0.01):
+        tmp = tmp_path / ".tmp-being-written"
+        tmp.write_bytes(b"y" * 100_000)
+        tmp.rename(tmp_path / "new.lance")
+    assert "new.lance" in seen and "old.lance" not in seen
+    seen.clear()
+    with storage.write_behind("s3://bucket/t.lance/data"):
+        pass
+    assert seen == []
+
+
+def test_write_behind_raises_a_failed_flush(tmp_path, monkeypatch):
+    from vidprom_lake import storage
+
+    def settle(path: str) -> None:
+        raise OSError(5, "Input/output error", path)
+
+    monkeypatch.setattr(storage, "settle", settle)
+    with pytest.raises(OSError, match="Input/output error"), storage.write_behind(str(tmp_path)):
+        (tmp_path / "new.lance").write_bytes(b"z")
