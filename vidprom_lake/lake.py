@@ -48,6 +48,10 @@ DATA_TABLES = ("prompts", "videos")
 FRAGMENT_ROWS = 32_768
 #: Tables smaller than this get no automatic uuid index (a scan is as fast).
 KEY_INDEX_MIN_ROWS = 50_000
+#: From this many rows the key index is built as two segments over two halves of the
+#: fragments, in two threads (Lance builds one segment on one core): at 1.67M rows 0.45 s
+#: instead of 0.7 s, and a lookup probes both segments in ~0.1 ms more.
+KEY_INDEX_SPLIT_ROWS = 500_000
 #: The first `get_prompt` on a table version loads the uuid index whole when it is at most this
 #: big (the BTREE of 1.67M uuids is ~48 MB) ...
 LOOKUP_WARM_INDEX_BYTES = 256 * 1024 * 1024
@@ -818,10 +822,24 @@ class Batch:
         if old is not None and old.num_rows_indexed >= n:
             return False
         frags = [f.fragment_id for f in ds.get_fragments()]
-        idx = ds.create_index_uncommitted(column, "BTREE", name=name, fragment_ids=frags,
-                                          replace=old is not None)
+        groups = [frags]
+        if n >= KEY_INDEX_SPLIT_ROWS and len(frags) > 1:
+            groups = [frags[: len(frags) // 2], frags[len(frags) // 2:]]
+
+        def build(ids: list[int]) -> Any:
+            # a dataset object per thread: one Lance dataset cannot build two at once
+            return self.lake._open(table, ds.version).create_index_uncommitted(
+                column, "BTREE", name=name, fragment_ids=ids, replace=old is not None)
+
+        if len(groups) == 1:
+            segments = [build(frags)]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(groups), thread_name_prefix="vidlake-index") as pool:
+                segments = list(pool.map(build, groups))
         removed = _as_index(old) if old is not None else []
-        self.stage(table, lance.LanceOperation.CreateIndex([idx], removed), ds.version)
+        self.stage(table, lance.LanceOperation.CreateIndex(segments, removed), ds.version)
         return True
 
     def restore_to(self, versions: dict[str, int]) -> None:
