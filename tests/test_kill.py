@@ -82,12 +82,14 @@ HARNESS = textwrap.dedent('''
         return _attach(lake, path, opts, report)
     hdf5.attach = attach
 
-    if point == "rows":            # (a) CSV: a batch of parsed rows is about to be written
-        _validate = pipeline._validate
-        def validate(*a, **k):
+    if point == "rows":            # (a) CSV: a batch of rows is handed to Lance to be written
+        # (the ingest's stages run a few batches ahead of the write, so the hook sits at the
+        # hand-over, where earlier batches are in data files already)
+        _conform = L.conform
+        def conform(*a, **k):
             hit()
-            return _validate(*a, **k)
-        pipeline._validate = validate
+            return _conform(*a, **k)
+        L.conform = conform
     elif point == "vectors":       # (a) HDF5: a slice of vectors is about to be written
         _read = hdf5._read_rows
         def read_rows(*a, **k):
