@@ -184,3 +184,12 @@ def test_given_uuids_are_trimmed_and_lowercased(seeded, tmp_path):
     bad = [[f" {u5('x').upper()}Z", "x", "Mon Oct  2 10:00:00 2023", *["0.1"] * 6]]
     _fails(seeded, write(tmp_path / "v.csv", bad),
            rf"v\.csv, row 1: malformed uuid '{u5('x')}z'")
+
+
+def test_max_prompt_chars_counts_characters_not_bytes(seeded, tmp_path):
+    fits, too_long = "é" * 60, "日" * 101  # 120 and 303 bytes
+    rows = [[u5(t), t, "Mon Oct  2 10:00:00 2023", *["0.1"] * 6] for t in (fits, too_long)]
+    r = seeded.ingest(write(tmp_path / "l.csv", rows), max_prompt_chars=100, skip_bad=True)
+    assert r.rows_added == 1 and seeded.get_prompt(u5(fits))["prompt"] == fits
+    assert [(s["row"], s["reason"]) for s in r.skipped] == [
+        (2, "prompt of 101 characters exceeds --max-prompt-chars 100")]

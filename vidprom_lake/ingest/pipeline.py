@@ -339,15 +339,19 @@ def _validate(
             reasons[int(i)] = reason(int(i))
         bad[mask] = True
 
-    lengths_arr = pc.utf8_length(prompt)
-    lengths = lengths_arr.to_numpy(zero_copy_only=False)
+    # byte lengths come from the offsets; characters are counted only where the bytes alone
+    # exceed the limit (a character is at least one byte)
+    nbytes = pc.binary_length(prompt)
     is_null = prompt.is_null().to_numpy(zero_copy_only=False)
     flag(is_null, lambda i: "empty prompt (no value)")
     # empty, or white space only (utf8_is_space is false for "")
-    blank = (pc.or_(pc.equal(lengths_arr, 0), pc.utf8_is_space(prompt))
+    blank = (pc.or_(pc.equal(nbytes, 0), pc.utf8_is_space(prompt))
              .fill_null(False).to_numpy(zero_copy_only=False))
     flag(blank & ~is_null, lambda i: "empty prompt")
-    lens = np.nan_to_num(lengths.astype("float64"), nan=0)
+    lens = np.nan_to_num(nbytes.to_numpy(zero_copy_only=False).astype("float64"), nan=0)
+    over = np.flatnonzero(lens > opts.max_prompt_chars)
+    if len(over):
+        lens[over] = pc.utf8_length(prompt.take(pa.array(over))).to_numpy(zero_copy_only=False)
     flag(lens > opts.max_prompt_chars,
          lambda i: f"prompt of {int(lens[i]):,} characters exceeds --max-prompt-chars {opts.max_prompt_chars:,}")
     if "time_bad" in cols:
@@ -510,8 +514,10 @@ def _new_rows(lake: Lake, q: SourceQuery, path: str, opts: IngestOptions,
         text_hash = None
         if q.uuid5_in_batches:
             u5, text_hash = uuid5_keys(batch.column("prompt"))
-            batch = (batch.append_column("uuid5", u5)
-                     .append_column("_key", pc.coalesce(batch.column("uuid_given"), u5)))
+            given = batch.column("uuid_given")
+            key = (given if not given.null_count else u5 if given.null_count == len(given)
+                   else pc.coalesce(given, u5))  # a copy only when some are given, some not
+            batch = batch.append_column("uuid5", u5).append_column("_key", key)
         cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         key = cols["_key"]
         hk = hash_keys(key)
