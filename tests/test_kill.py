@@ -397,9 +397,10 @@ def test_kill_large_ingest_at_random_moments(corpus: dict[str, Any], tmp_path: P
         n = count(d)
         return lambda: count(d) > n
 
-    # Three kills: after a fixed delay; as soon as new data files appear; as soon as a new
-    # table version appears (racing the log event).
-    triggers = [after_delay, lambda: new_files_in(data_dir), lambda: new_files_in(versions_dir)]
+    # Three kills: as soon as new data files appear (surely mid-ingest, whatever the speed of
+    # the machine); after a fixed delay; as soon as a new table version appears (racing the
+    # log event). A kill that lands after the commit ends the series.
+    triggers = [lambda: new_files_in(data_dir), after_delay, lambda: new_files_in(versions_dir)]
     for make_trigger in triggers:
         fp_now = fingerprint(open_lake(uri))
         if fp_now == fp_big:

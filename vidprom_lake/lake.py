@@ -674,6 +674,7 @@ class Batch:
     _changed: set[str] = field(default_factory=set)
     _chunks: int = 0
     _started: datetime = field(default_factory=_now)
+    _key_indexes: list[tuple[str, str]] = field(default_factory=list)
 
     # -- lifecycle
     def __enter__(self) -> Batch:
@@ -803,8 +804,8 @@ class Batch:
                           min_rows: int = KEY_INDEX_MIN_ROWS) -> bool:
         """Stage a BTREE index on `column` that covers every committed row of `table`.
 
-        Point lookups by uuid stay in the milliseconds only with an index; ingest calls this
-        after committing its rows, so the index lands in the same batch. Small tables (under
+        Point lookups by uuid stay in the milliseconds only with an index; ingest has it run
+        inside its commit (`index_keys_at_commit`), so the index lands with the rows. Small tables (under
         `min_rows`, where a scan is fast anyway) get none unless one exists already.
         Returns whether an index was staged.
         """
@@ -842,6 +843,16 @@ class Batch:
         self.stage(table, lance.LanceOperation.CreateIndex(segments, removed), ds.version)
         return True
 
+    def index_keys_at_commit(self, table: str = "prompts", column: str = "uuid") -> None:
+        """Refresh the key index of `table` (`refresh_key_index`) inside the next commit: after
+        the staged rows, under the same hold of the write lock, before the log event.
+
+        The index can only be built over committed rows; building it there keeps the batch
+        one commit, so no other writer's rows can land between this batch's rows and its log
+        event (its as-of view holds exactly its own rows). Other writers wait for the build.
+        """
+        self._key_indexes.append((table, column))
+
     def restore_to(self, versions: dict[str, int]) -> None:
         for table, v in versions.items():
             if table in DATA_TABLES:
@@ -861,6 +872,12 @@ class Batch:
                 self._commit_one(st)
                 self._changed.add(st.table)
             self._staged.clear()
+            for table, column in self._key_indexes:
+                if self.refresh_key_index(table, column):
+                    for st in self._staged:
+                        self._commit_one(st)
+                    self._staged.clear()
+            self._key_indexes.clear()
             versions = lake._latest_versions()
             self._seq += 1
             lake._append_event(

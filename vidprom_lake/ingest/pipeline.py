@@ -660,9 +660,8 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
                 b.append("prompts", read_ahead(
                     stream_new_rows(lake, q, path, opts, report, b.batch_id), 2, "vidlake-clean"))
                 b.counts.update(report.counts())
-                if report.rows_added:
-                    b.commit()  # the rows first, then an index covering them, in the same batch
-                    b.refresh_key_index("prompts", "uuid")
+                if report.rows_added:  # an index covering the rows, in the same commit
+                    b.index_keys_at_commit("prompts", "uuid")
         finally:
             if gc_was:
                 gc.enable()
