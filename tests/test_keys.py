@@ -9,6 +9,7 @@ import uuid
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,3 +137,18 @@ def test_uuid5_compiled_sha1_where_openssl_is_missing(monkeypatch) -> None:
     for v, h in zip(values[:-1], hashes[:-1], strict=True):
         digest = hashlib.sha1(uuid.NAMESPACE_DNS.bytes + v.encode()).digest()
         assert int(h) == int.from_bytes(digest[:8], "big")
+
+
+def test_canonical_uuids_is_the_uuid_pattern() -> None:
+    from vidprom_lake.ingest.normalise import canonical_uuids
+    from vidprom_lake.ingest.pipeline import UUID_RE
+
+    u = str(uuid.uuid4())
+    values = [u, u.upper(), u + "\n", " " + u, u[:-1], u[:-1] + "g", u.replace("-", "_"),
+              u[:8] + u[9:] + "-", "", "0" * 36, "-" * 36, None,
+              "00000000-0000-0000-0000-00000000000é"]
+    arr = pa.array(values, pa.string())
+    # the regex as the ingest used to apply it (RE2 through Arrow: `$` is the end of the text)
+    want = pc.match_substring_regex(arr, UUID_RE.pattern).fill_null(False).to_pylist()
+    assert canonical_uuids(arr).tolist() == want
+    assert want[0] and sum(want) == 1
