@@ -34,7 +34,7 @@ def warm_up() -> None:
     """Load (or, on a fresh install, compile and cache) every kernel of the ingest."""
     from ._kernels import map_put_first
 
-    a = pa.array(["a -ar 1:1"])
+    a = pa.array(["a -ar 1:1", "b -gs 2"])  # two rows: numba types one-row slices apart
     normalise(a)
     uuid5_strings(a)
     hash_keys(a)
@@ -102,6 +102,9 @@ def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     offsets = np.frombuffer(off_buf, dtype=off_type)[arr.offset: arr.offset + n + 1].astype(np.int64)
     data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None and data_buf.size
             else np.zeros(1, dtype=np.uint8))
+    # always read-only (as DuckDB's buffers are): numba compiles, caches and loads one
+    # version of each kernel per argument type, and `warm_up` must load the one used
+    data.flags.writeable = False
     valid = (arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count
              else np.ones(n, dtype=bool))
     return data, offsets, valid
