@@ -10,11 +10,14 @@ drops prompts already in the lake or already seen in the file, and appends the r
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
+import os
 import queue
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -202,13 +205,23 @@ def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
         thread.join()
 
 
-def hash_in_background(path: str | Path) -> Any:
+def hash_in_background(path: str | Path, *, low_priority: bool = False) -> Any:
     """A Future of the file's sha256, computed in a thread while the ingest reads the file
-    (hashlib releases the GIL on large buffers, so it costs no wall time on two cores)."""
+    (hashlib releases the GIL on large buffers, so it costs no wall time on two cores).
+
+    ``low_priority``: on Linux the thread runs at nice +10, so that on a busy machine it takes
+    the CPU the ingest's own stages leave (it is needed only at the commit)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def run() -> str:
+        if low_priority and sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError):  # a thread's own niceness, Linux only
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + 10)
+        return file_sha256(path)
+
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidlake-sha256")
-    fut = pool.submit(file_sha256, path)
+    fut = pool.submit(run)
     pool.shutdown(wait=False)
     return fut
 
@@ -483,7 +496,6 @@ def _new_rows(lake: Lake, q: SourceQuery, path: str, opts: IngestOptions,
     import duckdb
 
     sql = _full_sql(q)
-    warm_up_in_background()
     seen = _Seen(lake, q.con)
     file_keys = _FileKeys()
     try:
@@ -637,6 +649,9 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
         report: IngestReport) -> IngestReport:
     """Stream `q` into the lake as one batch (or count only, with ``dry_run``)."""
     t0 = time.perf_counter()
+    # numba's first kernel in a process costs ~0.35 s (import, runtime set-up): begin now, so
+    # that it overlaps opening the batch and DuckDB's first chunks, not the first batch
+    warm_up_in_background()
     params = {"format": fmt, "source": q.source,
               **{k: v for k, v in vars(opts).items()
                  if k in ("prompt_column", "time_column", "time_format", "uuid_column",
@@ -647,7 +662,7 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
             pass
         report.dry_run = True
     else:
-        sha = hash_in_background(path) if Path(path).is_file() else None
+        sha = hash_in_background(path, low_priority=True) if Path(path).is_file() else None
         # Python's cyclic GC would walk every live object again and again while millions of
         # short-lived Arrow wrappers come and go (~6% of an ingest's CPU); nothing here
         # makes reference cycles that matter, so it waits until the batch is done.
