@@ -167,3 +167,29 @@ def test_jsonl_bad_line(lake, tmp_path):
     with pytest.raises(InputError, match=r"j\.jsonl"):
         lake.ingest(p)
     assert lake.count() == 0
+
+
+def test_given_uuids_are_trimmed_and_lowercased(seeded, tmp_path):
+    # the canonical ones pass straight through a compiled check; the rest take DuckDB's
+    # trim/lower, as in SQL: the lake holds them canonical, and a blank one means "none given"
+    texts = [f"spelled prompt {i}" for i in range(4)]
+    rows = [[f"  {u5(texts[0]).upper()} ", texts[0], "Mon Oct  2 10:00:00 2023", *["0.1"] * 6],
+            [u5(texts[1]).upper(), texts[1], "Mon Oct  2 10:00:00 2023", *["0.1"] * 6],
+            ["   ", texts[2], "Mon Oct  2 10:00:00 2023", *["0.1"] * 6],
+            [u5(texts[3]), texts[3], "Mon Oct  2 10:00:00 2023", *["0.1"] * 6]]
+    r = seeded.ingest(write(tmp_path / "u.csv", rows))
+    assert r.rows_added == 4 and r.uuid_mismatches == 0
+    for t in texts:
+        assert seeded.get_prompt(u5(t))["prompt"] == t
+    bad = [[f" {u5('x').upper()}Z", "x", "Mon Oct  2 10:00:00 2023", *["0.1"] * 6]]
+    _fails(seeded, write(tmp_path / "v.csv", bad),
+           rf"v\.csv, row 1: malformed uuid '{u5('x')}z'")
+
+
+def test_max_prompt_chars_counts_characters_not_bytes(seeded, tmp_path):
+    fits, too_long = "é" * 60, "日" * 101  # 120 and 303 bytes
+    rows = [[u5(t), t, "Mon Oct  2 10:00:00 2023", *["0.1"] * 6] for t in (fits, too_long)]
+    r = seeded.ingest(write(tmp_path / "l.csv", rows), max_prompt_chars=100, skip_bad=True)
+    assert r.rows_added == 1 and seeded.get_prompt(u5(fits))["prompt"] == fits
+    assert [(s["row"], s["reason"]) for s in r.skipped] == [
+        (2, "prompt of 101 characters exceeds --max-prompt-chars 100")]

@@ -3,11 +3,13 @@ their references: Python's `uuid.uuid5`, and DuckDB's `try_strptime` on the VidP
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -94,3 +96,59 @@ def test_normalise_split_across_threads_equals_one_pass() -> None:
     parts = [normalise(pa.array(values[a:a + 10_000])) for a in range(0, 45_000, 10_000)]
     assert whole_clean.to_pylist() == sum((p[0].to_pylist() for p in parts), [])
     assert whole_flags.to_pylist() == sum((p[1].to_pylist() for p in parts), [])
+
+
+def test_file_keys_first_occurrence_across_growth_and_key_zero() -> None:
+    from vidprom_lake.ingest.pipeline import _FileKeys
+
+    rng = np.random.default_rng(1)
+    keys = rng.integers(0, 2**63, 50_000, dtype=np.int64).astype(np.uint64)
+    keys[123] = 0  # the one value the table cannot mark as empty
+    texts = keys ^ np.uint64(7)
+    fk = _FileKeys(capacity=8)  # grows many times
+    for a in range(0, len(keys), 4096):
+        keep = np.ones(len(keys[a:a + 4096]), bool)
+        repeat, _ = fk.first(keys[a:a + 4096], texts[a:a + 4096], keep)
+        assert keep.all() and not repeat.any()
+    again = np.concatenate([keys[:100], keys[120:130]])
+    other = again ^ np.uint64(7)
+    other[-5] = np.uint64(99)  # key 125 comes back with another text
+    keep = np.ones(len(again), bool)
+    repeat, prev = fk.first(again, other, keep)
+    assert repeat.all() and not keep.any()
+    assert (prev == again ^ np.uint64(7)).all()
+    new = np.array([2**63 + 5, 2**63 + 5], dtype=np.uint64)  # a new key twice in one batch
+    keep = np.ones(2, bool)
+    repeat, _ = fk.first(new, new, keep)
+    assert keep.tolist() == [True, False] and repeat.tolist() == [False, True]
+
+
+def test_uuid5_compiled_sha1_where_openssl_is_missing(monkeypatch) -> None:
+    from vidprom_lake.ingest import normalise as nz
+
+    values = ["x" * n for n in range(200)] + ["é😀 日本", None]
+    with_openssl, hashes = nz.uuid5_keys(pa.array(values))
+    monkeypatch.setattr(nz, "openssl_sha1", lambda: None)
+    compiled, compiled_hashes = nz.uuid5_keys(pa.array(values))
+    want = [None if v is None else str(uuid.uuid5(uuid.NAMESPACE_DNS, v)) for v in values]
+    assert compiled.to_pylist() == with_openssl.to_pylist() == want
+    assert (compiled_hashes == hashes).all() and hashes[-1] == 0
+    # the text hash is the first 8 bytes of the SHA-1 that uuid5 is made of
+    for v, h in zip(values[:-1], hashes[:-1], strict=True):
+        digest = hashlib.sha1(uuid.NAMESPACE_DNS.bytes + v.encode()).digest()
+        assert int(h) == int.from_bytes(digest[:8], "big")
+
+
+def test_canonical_uuids_is_the_uuid_pattern() -> None:
+    from vidprom_lake.ingest.normalise import canonical_uuids
+    from vidprom_lake.ingest.pipeline import UUID_RE
+
+    u = str(uuid.uuid4())
+    values = [u, u.upper(), u + "\n", " " + u, u[:-1], u[:-1] + "g", u.replace("-", "_"),
+              u[:8] + u[9:] + "-", "", "0" * 36, "-" * 36, None,
+              "00000000-0000-0000-0000-00000000000é"]
+    arr = pa.array(values, pa.string())
+    # the regex as the ingest used to apply it (RE2 through Arrow: `$` is the end of the text)
+    want = pc.match_substring_regex(arr, UUID_RE.pattern).fill_null(False).to_pylist()
+    assert canonical_uuids(arr).tolist() == want
+    assert want[0] and sum(want) == 1

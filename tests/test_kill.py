@@ -82,12 +82,14 @@ HARNESS = textwrap.dedent('''
         return _attach(lake, path, opts, report)
     hdf5.attach = attach
 
-    if point == "rows":            # (a) CSV: a batch of parsed rows is about to be written
-        _validate = pipeline._validate
-        def validate(*a, **k):
+    if point == "rows":            # (a) CSV: a batch of rows is handed to Lance to be written
+        # (the ingest's stages run a few batches ahead of the write, so the hook sits at the
+        # hand-over, where earlier batches are in data files already)
+        _conform = L.conform
+        def conform(*a, **k):
             hit()
-            return _validate(*a, **k)
-        pipeline._validate = validate
+            return _conform(*a, **k)
+        L.conform = conform
     elif point == "vectors":       # (a) HDF5: a slice of vectors is about to be written
         _read = hdf5._read_rows
         def read_rows(*a, **k):
@@ -397,9 +399,10 @@ def test_kill_large_ingest_at_random_moments(corpus: dict[str, Any], tmp_path: P
         n = count(d)
         return lambda: count(d) > n
 
-    # Three kills: after a fixed delay; as soon as new data files appear; as soon as a new
-    # table version appears (racing the log event).
-    triggers = [after_delay, lambda: new_files_in(data_dir), lambda: new_files_in(versions_dir)]
+    # Three kills: as soon as new data files appear (surely mid-ingest, whatever the speed of
+    # the machine); after a fixed delay; as soon as a new table version appears (racing the
+    # log event). A kill that lands after the commit ends the series.
+    triggers = [lambda: new_files_in(data_dir), after_delay, lambda: new_files_in(versions_dir)]
     for make_trigger in triggers:
         fp_now = fingerprint(open_lake(uri))
         if fp_now == fp_big:

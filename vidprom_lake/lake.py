@@ -48,6 +48,10 @@ DATA_TABLES = ("prompts", "videos")
 FRAGMENT_ROWS = 32_768
 #: Tables smaller than this get no automatic uuid index (a scan is as fast).
 KEY_INDEX_MIN_ROWS = 50_000
+#: From this many rows the key index is built as two segments over two halves of the
+#: fragments, in two threads (Lance builds one segment on one core): at 1.67M rows 0.45 s
+#: instead of 0.7 s, and a lookup probes both segments in ~0.1 ms more.
+KEY_INDEX_SPLIT_ROWS = 500_000
 #: The first `get_prompt` on a table version loads the uuid index whole when it is at most this
 #: big (the BTREE of 1.67M uuids is ~48 MB) ...
 LOOKUP_WARM_INDEX_BYTES = 256 * 1024 * 1024
@@ -670,6 +674,7 @@ class Batch:
     _changed: set[str] = field(default_factory=set)
     _chunks: int = 0
     _started: datetime = field(default_factory=_now)
+    _key_indexes: list[tuple[str, str]] = field(default_factory=list)
 
     # -- lifecycle
     def __enter__(self) -> Batch:
@@ -799,8 +804,8 @@ class Batch:
                           min_rows: int = KEY_INDEX_MIN_ROWS) -> bool:
         """Stage a BTREE index on `column` that covers every committed row of `table`.
 
-        Point lookups by uuid stay in the milliseconds only with an index; ingest calls this
-        after committing its rows, so the index lands in the same batch. Small tables (under
+        Point lookups by uuid stay in the milliseconds only with an index; ingest has it run
+        inside its commit (`index_keys_at_commit`), so the index lands with the rows. Small tables (under
         `min_rows`, where a scan is fast anyway) get none unless one exists already.
         Returns whether an index was staged.
         """
@@ -818,11 +823,35 @@ class Batch:
         if old is not None and old.num_rows_indexed >= n:
             return False
         frags = [f.fragment_id for f in ds.get_fragments()]
-        idx = ds.create_index_uncommitted(column, "BTREE", name=name, fragment_ids=frags,
-                                          replace=old is not None)
+        groups = [frags]
+        if n >= KEY_INDEX_SPLIT_ROWS and len(frags) > 1:
+            groups = [frags[: len(frags) // 2], frags[len(frags) // 2:]]
+
+        def build(ids: list[int]) -> Any:
+            # a dataset object per thread: one Lance dataset cannot build two at once
+            return self.lake._open(table, ds.version).create_index_uncommitted(
+                column, "BTREE", name=name, fragment_ids=ids, replace=old is not None)
+
+        if len(groups) == 1:
+            segments = [build(frags)]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(groups), thread_name_prefix="vidlake-index") as pool:
+                segments = list(pool.map(build, groups))
         removed = _as_index(old) if old is not None else []
-        self.stage(table, lance.LanceOperation.CreateIndex([idx], removed), ds.version)
+        self.stage(table, lance.LanceOperation.CreateIndex(segments, removed), ds.version)
         return True
+
+    def index_keys_at_commit(self, table: str = "prompts", column: str = "uuid") -> None:
+        """Refresh the key index of `table` (`refresh_key_index`) inside the next commit: after
+        the staged rows, under the same hold of the write lock, before the log event.
+
+        The index can only be built over committed rows; building it there keeps the batch
+        one commit, so no other writer's rows can land between this batch's rows and its log
+        event (its as-of view holds exactly its own rows). Other writers wait for the build.
+        """
+        self._key_indexes.append((table, column))
 
     def restore_to(self, versions: dict[str, int]) -> None:
         for table, v in versions.items():
@@ -843,6 +872,12 @@ class Batch:
                 self._commit_one(st)
                 self._changed.add(st.table)
             self._staged.clear()
+            for table, column in self._key_indexes:
+                if self.refresh_key_index(table, column):
+                    for st in self._staged:
+                        self._commit_one(st)
+                    self._staged.clear()
+            self._key_indexes.clear()
             versions = lake._latest_versions()
             self._seq += 1
             lake._append_event(

@@ -11,7 +11,9 @@ white space is RE2's ``\\s`` = tab, newline, form feed, carriage return, space.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 # flag names in FLAG_NAMES order: ar, motion, gs, neg, camera, fps, seed
 _NAMES = np.frombuffer(b"armotiongsnegcamerafpsseed", dtype=np.uint8).copy()
@@ -156,7 +158,7 @@ def _parse_flags(d, p, e, row, spans, ints, has):
     first item that starts with its name and a space; its value is the rest of the item with
     spaces trimmed (no value if that is empty). Numbers are read from the value's start.
     """
-    found = np.zeros(7, dtype=np.bool_)
+    found = 0  # bit k: flag k has its value
     a = p + 1
     while a <= e:
         # item [a, b): up to the next " -" or the end
@@ -164,8 +166,8 @@ def _parse_flags(d, p, e, row, spans, ints, has):
         while b < e and not (d[b] == 32 and b + 1 < e and d[b + 1] == 45):
             b += 1
         k = _name_at(d, a, b, True)
-        if k >= 0 and not found[k]:
-            found[k] = True
+        if k >= 0 and not (found >> k) & 1:
+            found |= 1 << k
             vs = a + (_NAME_OFF[k + 1] - _NAME_OFF[k]) + 1
             vs, ve = _trim(d, vs, b)
             if ve > vs:
@@ -349,6 +351,36 @@ def _spaces(src, a, b, dst, o) -> int:
     return o
 
 
+@njit(cache=True)
+def _maybe_tail(row) -> bool:
+    """Whether the row may hold a flag tail: a '-' at its start or after a byte <= 32 (a
+    superset of `tail_start`'s rule, tested without branches so it runs at memory speed)."""
+    hit = False
+    prev = np.uint8(32)
+    for i in range(row.shape[0]):
+        x = row[i]
+        hit |= (x == 45) & (prev <= 32)
+        prev = x
+    return hit
+
+
+@njit(cache=True)
+def _plain(row) -> bool:
+    """Whether the (trimmed) row comes out of cleaning unchanged: no '&', '<' or ':' (the
+    entity, tag and Discord rules), no two bytes <= 32 in a row, no control byte and no 0xC2
+    (a no-break space's lead byte). Branch-free, like `_maybe_tail`."""
+    odd = False
+    n = row.shape[0]
+    for i in range(n - 1):
+        x = row[i]
+        y = row[i + 1]
+        odd |= (x == 38) | (x == 60) | (x == 58) | ((x <= 32) & (y <= 32)) | (x < 32) | (x == 0xC2)
+    if n:
+        x = row[n - 1]
+        odd |= (x == 38) | (x == 60) | (x == 58) | (x < 32) | (x == 0xC2)
+    return not odd
+
+
 @njit(cache=True, nogil=True)
 def normalise_batch(data, offsets, valid, want_flags):
     """Clean text and flag fields for every row of a string array (see `normalise`)."""
@@ -371,25 +403,42 @@ def normalise_batch(data, offsets, valid, want_flags):
         s = offsets[r]
         e = offsets[r + 1]
         h = e
-        if want_flags:
+        if want_flags and _maybe_tail(data[s:e]):
             p = tail_start(data, s, e)
             if p >= 0:
                 _parse_flags(data, p, e, r, spans, ints, has)
                 h = p
-        special = False
+        a, b = _trim(data, s, h)
+        if _plain(data[a:b]):  # most prompts: the trimmed text as it is
+            out[o:o + b - a] = data[a:b]
+            o += b - a
+            continue
+        # each rule runs only where its trigger byte is: '&' (entities), '<' (tags, also made
+        # by decoding &lt;), ':' (message:, (font:); the text moves between buf1 and buf2
+        amp = False
+        lt = False
+        colon = False
         for i in range(s, h):
             c = data[i]
-            # '&', '<', ':' (message:, (font:); one test rules out most bytes
-            if c <= 60 and (c == 38 or c == 60 or c == 58):
-                special = True
-                break
-        if special:
-            m = _entities(data, s, h, buf1)
-            m = _tags(buf1, m, buf2)
-            m = _discord(buf2, m, buf1)
-            o = _spaces(buf1, 0, m, out, o)
-        else:
+            amp |= c == 38
+            lt |= c == 60
+            colon |= c == 58
+        if not (amp or lt or colon):
             o = _spaces(data, s, h, out, o)
+            continue
+        m = h - s
+        buf1[:m] = data[s:h]
+        in1 = True
+        if amp:
+            m = _entities(buf1, 0, m, buf2)
+            in1 = False
+        if amp or lt:
+            m = _tags(buf1, m, buf2) if in1 else _tags(buf2, m, buf1)
+            in1 = not in1
+        if colon:
+            m = _discord(buf1, m, buf2) if in1 else _discord(buf2, m, buf1)
+            in1 = not in1
+        o = _spaces(buf1, 0, m, out, o) if in1 else _spaces(buf2, 0, m, out, o)
     out_off[n] = o
     return out, out_off, spans, ints, has
 
@@ -416,33 +465,46 @@ def gather(data, spans):
 
 
 @njit(cache=True, nogil=True)
-def map_put_first(slots_k, slots_v, slots_used, keys, vals, keep, prev):
+def map_put_first(slots, keys, vals, keep, prev):
     """Open-addressing hash map (linear probing) of 64-bit key hashes -> 64-bit text hashes.
 
+    ``slots`` is (capacity + 1, 2): rows [0, capacity) hold (key, value) with key 0 meaning
+    empty (capacity a power of two); the last row holds (1, value) once key 0 itself is in.
+    Key and value share a cache line, so a probe costs one memory access.
     For each i with keep[i]: a new key is inserted with vals[i]; a key already there sets
     prev[i] to its stored value and keep[i] to False. Returns how many keys were inserted.
     The caller keeps the table under half full.
     """
-    mask = slots_k.shape[0] - 1
-    umask = np.uint64(mask)
+    cap = slots.shape[0] - 1
+    mask = np.uint64(cap - 1)
     added = 0
     for i in range(keys.shape[0]):
         if not keep[i]:
             continue
         k = keys[i]
-        j = np.int64(k & umask)
+        if k == 0:
+            j = cap
+            if slots[j, 0] == 0:
+                slots[j, 0] = 1
+                slots[j, 1] = vals[i]
+                added += 1
+            else:
+                prev[i] = slots[j, 1]
+                keep[i] = False
+            continue
+        j = k & mask
         while True:
-            if not slots_used[j]:
-                slots_used[j] = True
-                slots_k[j] = k
-                slots_v[j] = vals[i]
+            s = slots[j, 0]
+            if s == 0:
+                slots[j, 0] = k
+                slots[j, 1] = vals[i]
                 added += 1
                 break
-            if slots_k[j] == k:
-                prev[i] = slots_v[j]
+            if s == k:
+                prev[i] = slots[j, 1]
                 keep[i] = False
                 break
-            j = (j + 1) & mask
+            j = (j + np.uint64(1)) & mask
     return added
 
 
@@ -456,11 +518,66 @@ def _rotl(x, n):
     return ((x << n) | (x >> (32 - n))) & 0xFFFFFFFF
 
 
+@njit(cache=True, inline="always")
+def _emit_uuid5(md, out, o, hashes, i):
+    """The 16 digest bytes md[:16] as a version-5 uuid (36 ASCII bytes at out[o:]), and their
+    first 8 bytes (big-endian) as hashes[i]."""
+    h = np.uint64(0)
+    for pos in range(8):
+        h = (h << np.uint64(8)) | np.uint64(md[pos])
+    hashes[i] = h
+    for pos in range(16):
+        byte = md[pos]
+        if pos == 6:
+            byte = (byte & 0x0F) | 0x50
+        elif pos == 8:
+            byte = (byte & 0x3F) | 0x80
+        if pos == 4 or pos == 6 or pos == 8 or pos == 10:
+            out[o] = 45  # '-'
+            o += 1
+        out[o] = _HEX[byte >> 4]
+        out[o + 1] = _HEX[byte & 15]
+        o += 2
+
+
+@intrinsic
+def _call3(typingctx, fn, a, b, c):  # noqa: ARG001 (numba passes the typing context)
+    """Call the C function at address `fn` with three 64-bit words (pointers or sizes)."""
+    sig = types.int32(types.int64, types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        word = ir.IntType(64)
+        ptr = builder.inttoptr(args[0], ir.FunctionType(ir.IntType(32), [word] * 3).as_pointer())
+        return builder.call(ptr, list(args[1:]))
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True)
-def uuid5_batch(data, offsets, valid, ns, out):
+def uuid5_batch_openssl(data, offsets, valid, ns, out, hashes, fns):
+    """`uuid5_batch` with OpenSSL's SHA-1 (fns: addresses of SHA1_Init, SHA1_Update and
+    SHA1_Final), which uses the CPU's SHA instructions where it has them."""
+    ctx = np.zeros(32, dtype=np.int64)  # 256 bytes; OpenSSL's SHA_CTX takes 96
+    md = np.zeros(20, dtype=np.uint8)
+    c = ctx.ctypes.data
+    for i in range(offsets.shape[0] - 1):
+        if not valid[i]:
+            continue
+        s = offsets[i]
+        _call3(fns[0], c, 0, 0)
+        _call3(fns[1], c, ns.ctypes.data, 16)
+        _call3(fns[1], c, data.ctypes.data + s, offsets[i + 1] - s)
+        _call3(fns[2], md.ctypes.data, c, 0)
+        _emit_uuid5(md, out, 36 * i, hashes, i)
+
+
+@njit(cache=True, nogil=True)
+def uuid5_batch(data, offsets, valid, ns, out, hashes):
     """uuid5(NAMESPACE_DNS, text) of each valid string, as 36 ASCII bytes per row in `out`
-    (row i at out[36*i:36*i+36]); SHA-1 over the 16 namespace bytes + the UTF-8 text."""
+    (row i at out[36*i:36*i+36]), and the digest's first 64 bits in hashes[i] (a hash of the
+    text); SHA-1 over the 16 namespace bytes + the UTF-8 text."""
     w = np.zeros(80, dtype=np.int64)
+    md = np.zeros(20, dtype=np.uint8)
     msg = np.zeros(128, dtype=np.uint8)
     for i in range(offsets.shape[0] - 1):
         if not valid[i]:
@@ -508,22 +625,13 @@ def uuid5_batch(data, offsets, valid, ns, out):
             h2 = (h2 + c) & _M32
             h3 = (h3 + d) & _M32
             h4 = (h4 + e) & _M32
-        o = 36 * i
-        pos = 0
-        for word in (h0, h1, h2, h3):
-            for sh in (24, 16, 8, 0):
-                byte = (word >> sh) & 0xFF
-                if pos == 6:
-                    byte = (byte & 0x0F) | 0x50
-                elif pos == 8:
-                    byte = (byte & 0x3F) | 0x80
-                if pos == 4 or pos == 6 or pos == 8 or pos == 10:
-                    out[o] = 45  # '-'
-                    o += 1
-                out[o] = _HEX[byte >> 4]
-                out[o + 1] = _HEX[byte & 15]
-                o += 2
-                pos += 1
+        for t in range(4):
+            word = h0 if t == 0 else h1 if t == 1 else h2 if t == 2 else h3
+            md[4 * t] = (word >> 24) & 0xFF
+            md[4 * t + 1] = (word >> 16) & 0xFF
+            md[4 * t + 2] = (word >> 8) & 0xFF
+            md[4 * t + 3] = word & 0xFF
+        _emit_uuid5(md, out, 36 * i, hashes, i)
 
 
 @njit(cache=True, nogil=True)
@@ -554,6 +662,23 @@ def hash_strings(data, offsets, valid, out):
         h *= np.uint64(0x94D049BB133111EB)
         h ^= h >> np.uint64(31)
         out[i] = h
+
+
+@njit(cache=True, nogil=True)
+def canonical_uuids(data, offsets, valid, ok):
+    """ok[i] = the string is a uuid as the lake writes it (36 bytes, lowercase hex in 8-4-4-4-12
+    groups), so trimming and lowercasing would leave it as it is; False for NULL."""
+    for i in range(offsets.shape[0] - 1):
+        a = offsets[i]
+        good = valid[i] and offsets[i + 1] - a == 36
+        if good:
+            for t in range(36):
+                c = data[a + t]
+                if t == 8 or t == 13 or t == 18 or t == 23:
+                    good &= c == 45
+                else:
+                    good &= (48 <= c <= 57) | (97 <= c <= 102)
+        ok[i] = good
 
 
 _MONTHS = np.frombuffer(b"JanFebMarAprMayJunJulAugSepOctNovDec", dtype=np.uint8).copy()

@@ -10,15 +10,20 @@ drops prompts already in the lake or already seen in the file, and appends the r
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
+import os
+import queue
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -27,13 +32,21 @@ import pyarrow.compute as pc
 from ..errors import InputError
 from ..schema import NSFW_LABELS, PROMPTS_SCHEMA
 from .clean import ENTITY_RE, finish_clean, sha1_sql, uuid5_sql
-from .normalise import hash_keys, normalise, parse_ctime, uuid5_strings, warm_up_in_background
+from .normalise import (
+    canonical_uuids,
+    hash_keys,
+    normalise,
+    parse_ctime,
+    uuid5_keys,
+    warm_up_in_background,
+)
 
 if TYPE_CHECKING:
     import duckdb
 
     from ..lake import Lake
 
+T = TypeVar("T")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 DEFAULT_MAX_PROMPT_CHARS = 100_000
 BATCH_ROWS = 65_536
@@ -137,6 +150,9 @@ class SourceQuery:
     # set: ``time`` and ``time_bad`` are left to the pipeline, which parses ``time_raw`` with
     # this strptime format (ctime: a compiled pass, DuckDB's strptime for odd spellings)
     ctime_format: str | None = None
+    # set: ``uuid_given`` is the text as written; the pipeline trims and lowercases it (and
+    # makes '' NULL) per batch: a compiled check passes canonical uuids through as they are
+    raw_uuids: bool = False
 
     @property
     def uuid5_in_batches(self) -> bool:
@@ -145,13 +161,67 @@ class SourceQuery:
         return not self.aggregate and not self.id_from_source
 
 
-def hash_in_background(path: str | Path) -> Any:
+def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
+    """`items`, produced by a thread up to `depth` items ahead of the caller.
+
+    The ingest is a chain of stages (DuckDB's parse, the per-batch kernels, Lance's encode and
+    write) that each wait on the one before; a thread per stage lets them overlap on two
+    cores. An exception in the thread is raised here, at the item where it happened; when
+    the caller stops early the thread stops at its next item.
+    """
+    q: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[int, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((0, item)):
+                    return
+            put((1, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((2, exc))
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == 1:
+                return
+            if kind == 2:
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+def hash_in_background(path: str | Path, *, low_priority: bool = False) -> Any:
     """A Future of the file's sha256, computed in a thread while the ingest reads the file
-    (hashlib releases the GIL on large buffers, so it costs no wall time on two cores)."""
+    (hashlib releases the GIL on large buffers, so it costs no wall time on two cores).
+
+    ``low_priority``: on Linux the thread runs at nice +10, so that on a busy machine it takes
+    the CPU the ingest's own stages leave (it is needed only at the commit)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def run() -> str:
+        if low_priority and sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError):  # a thread's own niceness, Linux only
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + 10)
+        return file_sha256(path)
+
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidlake-sha256")
-    fut = pool.submit(file_sha256, path)
+    fut = pool.submit(run)
     pool.shutdown(wait=False)
     return fut
 
@@ -168,8 +238,8 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
 
 
 def _full_sql(q: SourceQuery) -> str:
-    if q.uuid5_in_batches:  # uuid5 and the key come per batch (uuid5_strings), not from SQL
-        return f"SELECT *, hash(prompt) AS _hprompt FROM ({q.sql}) AS src"
+    if q.uuid5_in_batches:  # uuid5, the key and the text hash come per batch, not from SQL
+        return q.sql
     inner = f"SELECT *, {sha1_sql('prompt')} AS _h FROM ({q.sql}) AS src"
     inner = f"SELECT * EXCLUDE (_h), {uuid5_sql('_h')} AS uuid5 FROM ({inner}) AS h"
     keyed = f"SELECT *, coalesce(uuid_given, uuid5) AS _key FROM ({inner}) AS u"
@@ -195,8 +265,24 @@ def _full_sql(q: SourceQuery) -> str:
     return f"SELECT *, hash(prompt) AS _hprompt FROM ({keyed}) AS k"
 
 
-def _parse_times(batch: pa.RecordBatch, q: SourceQuery) -> pa.RecordBatch:
-    """Fill ``time`` and ``time_bad`` from ``time_raw`` (formats with ``ctime_format``)."""
+def _fetch(reader: pa.RecordBatchReader, q: SourceQuery, path: str) -> Iterator[pa.RecordBatch]:
+    """The batches of the query's result, a DuckDB error turned into an InputError."""
+    import duckdb
+
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except duckdb.Error as exc:
+            raise (q.error_hint(exc) if q.error_hint else InputError(str(exc), path=path)) from exc
+        yield batch
+
+
+def _parse_times(batch: pa.RecordBatch, q: SourceQuery,
+                 con: duckdb.DuckDBPyConnection) -> pa.RecordBatch:
+    """Fill ``time`` and ``time_bad`` from ``time_raw`` (formats with ``ctime_format``); `con`
+    parses the odd spellings (a cursor of the query's connection, which is busy streaming)."""
     raw = batch.column("time_raw")
     times, ok = parse_ctime(raw)
     valid = raw.is_valid().to_numpy(zero_copy_only=False)
@@ -204,15 +290,15 @@ def _parse_times(batch: pa.RecordBatch, q: SourceQuery) -> pa.RecordBatch:
     odd = np.flatnonzero(valid & ~ok)
     if len(odd):  # anything but the canonical spelling: DuckDB's strptime decides
         t = pa.table({"s": raw.take(pa.array(odd))})
-        q.con.register("__odd_times", t)
+        con.register("__odd_times", t)
         try:
             fmt = (q.ctime_format or "").replace("'", "''")
-            r = q.con.execute(
+            r = con.execute(
                 "SELECT t, s <> '' AND t IS NULL AS bad FROM (SELECT trim(s) AS s, "
                 f"try_strptime(trim(s), '{fmt}')::TIMESTAMP AS t FROM __odd_times)"
             ).to_arrow_table()
         finally:
-            q.con.unregister("__odd_times")
+            con.unregister("__odd_times")
         mask = np.zeros(batch.num_rows, dtype=bool)
         mask[odd] = True
         times = pc.replace_with_mask(times, pa.array(mask),
@@ -221,6 +307,28 @@ def _parse_times(batch: pa.RecordBatch, q: SourceQuery) -> pa.RecordBatch:
     names = batch.schema.names
     batch = batch.set_column(names.index("time"), "time", times)
     return batch.set_column(names.index("time_bad"), "time_bad", pa.array(bad))
+
+
+def _normalise_uuids(batch: pa.RecordBatch, con: duckdb.DuckDBPyConnection) -> pa.RecordBatch:
+    """``uuid_given`` trimmed, lowercased and '' made NULL (formats with ``raw_uuids``), by the
+    same DuckDB functions as in SQL, asked only about the values that are not canonical."""
+    raw = batch.column("uuid_given")
+    if not isinstance(raw, pa.Array):
+        raw = raw.combine_chunks()
+    ok = canonical_uuids(raw)
+    odd = np.flatnonzero(raw.is_valid().to_numpy(zero_copy_only=False) & ~ok)
+    if not len(odd):
+        return batch
+    con.register("__odd_uuids", pa.table({"s": raw.take(pa.array(odd))}))
+    try:
+        fixed = con.execute("SELECT nullif(trim(lower(s)), '') AS u FROM __odd_uuids"
+                            ).to_arrow_table().column("u").combine_chunks()
+    finally:
+        con.unregister("__odd_uuids")
+    mask = np.zeros(batch.num_rows, dtype=bool)
+    mask[odd] = True
+    column = pc.replace_with_mask(raw, pa.array(mask), fixed.cast(raw.type))
+    return batch.set_column(batch.schema.get_field_index("uuid_given"), "uuid_given", column)
 
 
 def _validate(
@@ -244,15 +352,19 @@ def _validate(
             reasons[int(i)] = reason(int(i))
         bad[mask] = True
 
-    lengths_arr = pc.utf8_length(prompt)
-    lengths = lengths_arr.to_numpy(zero_copy_only=False)
+    # byte lengths come from the offsets; characters are counted only where the bytes alone
+    # exceed the limit (a character is at least one byte)
+    nbytes = pc.binary_length(prompt)
     is_null = prompt.is_null().to_numpy(zero_copy_only=False)
     flag(is_null, lambda i: "empty prompt (no value)")
     # empty, or white space only (utf8_is_space is false for "")
-    blank = (pc.or_(pc.equal(lengths_arr, 0), pc.utf8_is_space(prompt))
+    blank = (pc.or_(pc.equal(nbytes, 0), pc.utf8_is_space(prompt))
              .fill_null(False).to_numpy(zero_copy_only=False))
     flag(blank & ~is_null, lambda i: "empty prompt")
-    lens = np.nan_to_num(lengths.astype("float64"), nan=0)
+    lens = np.nan_to_num(nbytes.to_numpy(zero_copy_only=False).astype("float64"), nan=0)
+    over = np.flatnonzero(lens > opts.max_prompt_chars)
+    if len(over):
+        lens[over] = pc.utf8_length(prompt.take(pa.array(over))).to_numpy(zero_copy_only=False)
     flag(lens > opts.max_prompt_chars,
          lambda i: f"prompt of {int(lens[i]):,} characters exceeds --max-prompt-chars {opts.max_prompt_chars:,}")
     if "time_bad" in cols:
@@ -269,8 +381,8 @@ def _validate(
         dup = (cols["_texts"].to_numpy(zero_copy_only=False) > 1)
         flag(dup, lambda i: f"uuid {cols['_key'][i].as_py()} is given to different prompt texts")
     given = cols["uuid_given"]
-    if given.null_count < n:
-        ok = pc.match_substring_regex(given, UUID_RE.pattern).fill_null(True).to_numpy(zero_copy_only=False)
+    if given.null_count < n:  # UUID_RE, by a compiled check (the same set of strings)
+        ok = canonical_uuids(given) | given.is_null().to_numpy(zero_copy_only=False)
         flag(~ok, lambda i: f"malformed uuid {given[i].as_py()!r}")
 
     if bad.any():
@@ -333,12 +445,7 @@ class _FileKeys:
 
     def __init__(self, capacity: int = 1 << 17) -> None:
         self.used = 0
-        self._alloc(capacity)
-
-    def _alloc(self, capacity: int) -> None:
-        self.keys = np.zeros(capacity, np.uint64)
-        self.vals = np.zeros(capacity, np.uint64)
-        self.filled = np.zeros(capacity, bool)
+        self.slots = np.zeros((capacity + 1, 2), np.uint64)  # see map_put_first
 
     def first(self, hk: np.ndarray, hp: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Record the first occurrence of each kept key; later ones are cleared from `keep`.
@@ -347,15 +454,19 @@ class _FileKeys:
         """
         from ._kernels import map_put_first
 
-        need = 2 * (self.used + int(keep.sum()))
-        if need > len(self.keys):
-            old_k, old_v = self.keys[self.filled], self.vals[self.filled]
-            self._alloc(1 << max(need * 2 - 1, 1).bit_length())
-            self.used = map_put_first(self.keys, self.vals, self.filled, old_k, old_v,
-                                      np.ones(len(old_k), bool), np.zeros(len(old_k), np.uint64))
+        need = 2 * (self.used + int(keep.sum()))  # at most half full
+        if need > len(self.slots) - 1:
+            table, zero = self.slots[:-1], self.slots[-1]
+            old = table[table[:, 0] != 0]
+            old_k, old_v = np.ascontiguousarray(old[:, 0]), np.ascontiguousarray(old[:, 1])
+            if zero[0]:
+                old_k, old_v = np.append(old_k, np.uint64(0)), np.append(old_v, zero[1])
+            self.slots = np.zeros(((1 << (need - 1).bit_length()) + 1, 2), np.uint64)
+            self.used = map_put_first(self.slots, old_k, old_v, np.ones(len(old_k), bool),
+                                      np.zeros(len(old_k), np.uint64))
         before = keep.copy()
         prev = np.zeros(len(hk), np.uint64)
-        self.used += map_put_first(self.keys, self.vals, self.filled, hk.astype(np.uint64, copy=False),
+        self.used += map_put_first(self.slots, hk.astype(np.uint64, copy=False),
                                    hp.astype(np.uint64, copy=False), keep, prev)
         return before & ~keep, prev
 
@@ -363,32 +474,41 @@ class _FileKeys:
 def stream_new_rows(
     lake: Lake, q: SourceQuery, path: str, opts: IngestOptions, report: IngestReport, batch_id: str
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of `q` that the lake lacks, validated and shaped as the prompts schema."""
+    """The rows of `q` that the lake lacks, validated and shaped as the prompts schema.
+
+    A chain of stages, each a thread a couple of batches ahead of the next, so that on two
+    cores they overlap instead of waiting on each other: DuckDB's parse (its own threads),
+    the keys (`_new_rows`: times, validation, uuid5, dedup), then the cleaned text and flags
+    here, in the caller's thread (the ingest runs this in one more, beside Lance's write).
+    """
+    for batch in read_ahead(_new_rows(lake, q, path, opts, report), 2, "vidlake-keys"):
+        out = _shaped(batch, q, batch_id)
+        report.rows_added += out.num_rows
+        if opts.progress:
+            opts.progress(report.rows_read, None)
+        yield out
+
+
+def _new_rows(lake: Lake, q: SourceQuery, path: str, opts: IngestOptions,
+              report: IngestReport) -> Iterator[pa.RecordBatch]:
+    """The valid rows of `q` whose key is neither in the lake nor earlier in the file, with
+    their ``_key``, ``uuid5`` and ``_mismatch`` (a given uuid that is not uuid5(prompt))."""
     import duckdb
 
     sql = _full_sql(q)
-    warm_up_in_background()
     seen = _Seen(lake, q.con)
     file_keys = _FileKeys()
     try:
-        # Normalise the whole file in one parallel pass into a DuckDB temp table (bounded by
-        # DuckDB's memory limit, spilling to disk beyond it), then stream that out: a streamed
-        # query result is computed on one thread, a CREATE TABLE on all of them.
         # A streamed result is computed by all of DuckDB's threads ahead of the reader, up
-        # to this buffer, so parsing overlaps the cleaning and the Lance write below.
-        q.con.execute("SET streaming_buffer_size = '128MB'")
+        # to this buffer, so parsing overlaps the stages after it.
+        q.con.execute("SET streaming_buffer_size = '16MB'")
         reader = q.con.execute(sql).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
         raise (q.error_hint(exc) if q.error_hint else InputError(str(exc), path=path)) from exc
     next_row = 1
     mismatch_check: list[tuple[str, str, int]] = []
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except duckdb.Error as exc:
-            raise (q.error_hint(exc) if q.error_hint else InputError(str(exc), path=path)) from exc
+    side = q.con.cursor()  # for the odd times and uuids: q.con is busy streaming
+    for batch in read_ahead(_fetch(reader, q, path), 2, "vidlake-parse"):
         n = batch.num_rows
         report.rows_read += n
         first_row = next_row
@@ -397,14 +517,19 @@ def stream_new_rows(
             batch = batch.set_column(batch.schema.get_field_index("_row"), "_row",
                                      pa.array(np.arange(first_row, first_row + n), pa.int64()))
         if q.ctime_format:
-            batch = _parse_times(batch, q)
+            batch = _parse_times(batch, q, side)
+        if q.raw_uuids:
+            batch = _normalise_uuids(batch, side)
         batch = _validate(batch, first_row, path, opts, report)
         if not batch.num_rows:
             continue
+        text_hash = None
         if q.uuid5_in_batches:
-            u5 = uuid5_strings(batch.column("prompt"))
-            batch = (batch.append_column("uuid5", u5)
-                     .append_column("_key", pc.coalesce(batch.column("uuid_given"), u5)))
+            u5, text_hash = uuid5_keys(batch.column("prompt"))
+            given = batch.column("uuid_given")
+            key = (given if not given.null_count else u5 if given.null_count == len(given)
+                   else pc.coalesce(given, u5))  # a copy only when some are given, some not
+            batch = batch.append_column("uuid5", u5).append_column("_key", key)
         cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         key = cols["_key"]
         hk = hash_keys(key)
@@ -413,7 +538,7 @@ def stream_new_rows(
         # within-file duplicates (only possible when the format does not aggregate): the first
         # occurrence of a key is kept; a later one is a repeat (same text) or a conflict
         if not q.aggregate:
-            hp = cols["_hprompt"].to_numpy()
+            hp = text_hash if text_hash is not None else cols["_hprompt"].to_numpy()
             repeat, prev = file_keys.first(hk, hp, keep)
             for i in np.flatnonzero(repeat):
                 if prev[i] != hp[i]:
@@ -426,9 +551,10 @@ def stream_new_rows(
                     report.duplicates_in_file += 1
         given = cols["uuid_given"]
         uuid5 = cols["uuid5"]
-        mism = pc.and_(pc.is_valid(given), pc.not_equal(given, uuid5)).fill_null(False)
         if q.id_from_source:
             mism = pa.array(np.zeros(batch.num_rows, dtype=bool))
+        else:
+            mism = pc.and_(pc.is_valid(given), pc.not_equal(given, uuid5)).fill_null(False)
         nm = int(pc.sum(mism).as_py() or 0)
         if nm:
             report.uuid_mismatches += nm
@@ -442,54 +568,54 @@ def stream_new_rows(
             for i in np.flatnonzero(mism.to_numpy(zero_copy_only=False) & ~keep):
                 mismatch_check.append((key[int(i)].as_py(), cols["prompt"][int(i)].as_py(),
                                        cols["_row"][int(i)].as_py() or 0))
+        batch = batch.append_column("_mismatch", mism)
         if not keep.all():
             batch = batch.filter(pa.array(keep))
-            cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
-        if not batch.num_rows:
-            continue
-        clean, flags = normalise(cols["prompt"], pika_flags=q.pika_flags)
-        ent = pc.match_substring_regex(clean, ENTITY_RE).fill_null(False)
-        if pc.any(ent).as_py():  # only the (few) rows with another entity go through Python
-            fixed = [finish_clean(v) for v in clean.filter(ent).to_pylist()]
-            clean = pc.replace_with_mask(clean, ent, pa.array(fixed, pa.string()))
-        out = {
-            "uuid": cols["_key"],
-            "prompt": cols["prompt"],
-            "prompt_clean": clean,
-            "time": cols["time"],
-            "source": pa.array([q.source] * batch.num_rows, pa.string()),
-            "source_id": cols["source_id"],
-            "occurrences": cols["occurrences"],
-            "uuid_mismatch": (pa.array(np.zeros(batch.num_rows, dtype=bool)) if q.id_from_source
-                              else pc.and_(pc.is_valid(cols["uuid_given"]),
-                                           pc.not_equal(cols["uuid_given"], cols["uuid5"])
-                                           ).fill_null(False)),
-            "flags": flags,
-            "extra": cols["extra"],
-            "batch_id": pa.array([batch_id] * batch.num_rows, pa.string()),
-            "nsfw_model": cols["nsfw_model"],
-        }
-        for lab in NSFW_LABELS:
-            out[lab] = cols[lab]
-        arrays, fields = [], []
-        for f in PROMPTS_SCHEMA:
-            if f.name in out:
-                col = out[f.name]
-                if isinstance(col, pa.ChunkedArray):
-                    col = col.combine_chunks()
-                if f.name == "time" and pa.types.is_timestamp(col.type) and col.type.tz is None:
-                    col = pc.assume_timezone(col, "UTC") if len(col) else col.cast(f.type)
-                arrays.append(col.cast(f.type))
-            else:
-                arrays.append(pa.nulls(batch.num_rows, f.type))
-            fields.append(f)
-        report.rows_added += batch.num_rows
-        if opts.progress:
-            opts.progress(report.rows_read, None)
-        yield pa.RecordBatch.from_arrays(arrays, schema=PROMPTS_SCHEMA)
+        if batch.num_rows:
+            yield batch
     _check_conflicts(lake, mismatch_check, path, opts, report)
     if opts.skip_bad:
         _collect_rejects(q.con, report)
+
+
+def _shaped(batch: pa.RecordBatch, q: SourceQuery, batch_id: str) -> pa.RecordBatch:
+    """A batch of `_new_rows` as rows of the prompts table: cleaned text and flags added."""
+    n = batch.num_rows
+    cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+    clean, flags = normalise(cols["prompt"], pika_flags=q.pika_flags)
+    ent = pc.match_substring_regex(clean, ENTITY_RE).fill_null(False)
+    if pc.any(ent).as_py():  # only the (few) rows with another entity go through Python
+        fixed = [finish_clean(v) for v in clean.filter(ent).to_pylist()]
+        clean = pc.replace_with_mask(clean, ent, pa.array(fixed, pa.string()))
+    out = {
+        "uuid": cols["_key"],
+        "prompt": cols["prompt"],
+        "prompt_clean": clean,
+        "time": cols["time"],
+        "source": pa.repeat(pa.scalar(q.source, pa.string()), n),
+        "source_id": cols["source_id"],
+        "occurrences": cols["occurrences"],
+        "uuid_mismatch": cols["_mismatch"],
+        "flags": flags,
+        "extra": cols["extra"],
+        "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), n),
+        "nsfw_model": cols["nsfw_model"],
+    }
+    for lab in NSFW_LABELS:
+        out[lab] = cols[lab]
+    arrays = []
+    for f in PROMPTS_SCHEMA:
+        if f.name in out:
+            col = out[f.name]
+            if isinstance(col, pa.ChunkedArray):
+                col = col.combine_chunks()
+            if f.name == "time" and pa.types.is_timestamp(col.type) and col.type.tz is None:
+                # naive times are UTC: the same values, labelled (as assume_timezone "UTC")
+                col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
+            arrays.append(col.cast(f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=PROMPTS_SCHEMA)
 
 
 def _collect_rejects(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:
@@ -523,6 +649,9 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
         report: IngestReport) -> IngestReport:
     """Stream `q` into the lake as one batch (or count only, with ``dry_run``)."""
     t0 = time.perf_counter()
+    # numba's first kernel in a process costs ~0.35 s (import, runtime set-up): begin now, so
+    # that it overlaps opening the batch and DuckDB's first chunks, not the first batch
+    warm_up_in_background()
     params = {"format": fmt, "source": q.source,
               **{k: v for k, v in vars(opts).items()
                  if k in ("prompt_column", "time_column", "time_format", "uuid_column",
@@ -533,7 +662,7 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
             pass
         report.dry_run = True
     else:
-        sha = hash_in_background(path) if Path(path).is_file() else None
+        sha = hash_in_background(path, low_priority=True) if Path(path).is_file() else None
         # Python's cyclic GC would walk every live object again and again while millions of
         # short-lived Arrow wrappers come and go (~6% of an ingest's CPU); nothing here
         # makes reference cycles that matter, so it waits until the batch is done.
@@ -542,11 +671,12 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
         try:
             with lake.batch("ingest", source=path, source_sha256=sha, params=params) as b:
                 report.batch_id = b.batch_id
-                b.append("prompts", stream_new_rows(lake, q, path, opts, report, b.batch_id))
+                # the batches are cleaned in a thread while Lance encodes and writes the last
+                b.append("prompts", read_ahead(
+                    stream_new_rows(lake, q, path, opts, report, b.batch_id), 2, "vidlake-clean"))
                 b.counts.update(report.counts())
-                if report.rows_added:
-                    b.commit()  # the rows first, then an index covering them, in the same batch
-                    b.refresh_key_index("prompts", "uuid")
+                if report.rows_added:  # an index covering the rows, in the same commit
+                    b.index_keys_at_commit("prompts", "uuid")
         finally:
             if gc_was:
                 gc.enable()

@@ -128,10 +128,10 @@ def vidprom_csv(path: str, opts: IngestOptions, report: IngestReport) -> SourceQ
     _unknown(unknown, path, opts, report)
     con = _connect()
     # `time` is ctime text: the pipeline parses it (ctime_format), a compiled pass for the
-    # canonical spelling and DuckDB's strptime for anything else
+    # canonical spelling and DuckDB's strptime for anything else; likewise it lowercases and
+    # trims `uuid` (raw_uuids), which costs DuckDB ~0.2 us per row
     sql = (
-        "SELECT NULL::BIGINT AS _row, prompt, "
-        "nullif(trim(lower(uuid)), '') AS uuid_given, "
+        "SELECT NULL::BIGINT AS _row, prompt, uuid AS uuid_given, "
         "\"time\" AS time_raw, NULL::TIMESTAMP AS time, false AS time_bad, "
         "NULL::VARCHAR AS source_id, 1::BIGINT AS occurrences, "
         f"{extra_json_sql(unknown)} AS extra, "
@@ -139,7 +139,8 @@ def vidprom_csv(path: str, opts: IngestOptions, report: IngestReport) -> SourceQ
         f"FROM {_read_csv_sql(path, header, opts.skip_bad)} AS parsed"
     )
     return SourceQuery(con, sql, opts.source or "vidprom", total_bytes=Path(path).stat().st_size,
-                       error_hint=_csv_error(path), ctime_format=VIDPROM_TIME_FORMAT)
+                       error_hint=_csv_error(path), ctime_format=VIDPROM_TIME_FORMAT,
+                       raw_uuids=True)
 
 
 def _unknown(unknown: list[str], path: str, opts: IngestOptions, report: IngestReport) -> None:
