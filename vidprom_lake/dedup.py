@@ -37,7 +37,6 @@ its decisions exactly against the kept set it built.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from . import heap
 from .errors import SchemaError, VidlakeError
 from .schema import field_meta, is_vector_field
 
@@ -185,28 +185,6 @@ def resolve_block(nb: int, base: int, prior: tuple[np.ndarray, np.ndarray, np.nd
             out.dup_of[i] = best_k[i]
             out.sim[i] = best_s[i]
     return out
-
-
-def _trim_heap() -> None:
-    """Give freed heap pages back to the OS (glibc `malloc_trim`; elsewhere a no-op).
-
-    The kept set's cells grow by half many thousand times over a run; glibc keeps the freed
-    smaller arrays in its heap, where they fragment and stay resident. Measured at 1.67M x
-    3072: trimming after every block (~25 ms each) lowered the peak from 8.9 to 8.4 GB."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    import ctypes
-    import ctypes.util
-
-    try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), "malloc_trim", None)
-    except OSError:
-        return None
 
 
 # ---------------------------------------------------------------------------- reading
@@ -863,7 +841,9 @@ class ApproxEngine:
                        (x8[keep], xs[keep]), xi=keep)
         self._tick("store", t0)
         on_block(pos, dec)
-        _trim_heap()
+        # the kept set's cells grow by half many thousand times over a run; glibc keeps the
+        # freed smaller arrays, fragmented and resident (1.67M x 3072: 8.9 -> 8.4 GB peak)
+        heap.trim()
 
     def _decide(self, pos: np.ndarray, x: np.ndarray, r: np.ndarray, en: np.ndarray,
                 bits: np.ndarray) -> tuple[Decisions, np.ndarray, tuple[np.ndarray, np.ndarray]]:

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import heap
 from ..errors import InputError
 from ..schema import NSFW_LABELS, PROMPTS_SCHEMA
 from .clean import ENTITY_RE, finish_clean, sha1_sql, uuid5_sql
@@ -669,7 +670,7 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
         gc_was = gc.isenabled()
         gc.disable()
         try:
-            with lake.batch("ingest", source=path, source_sha256=sha, params=params) as b:
+            with heap.reuse(), lake.batch("ingest", source=path, source_sha256=sha, params=params) as b:
                 report.batch_id = b.batch_id
                 # the batches are cleaned in a thread while Lance encodes and writes the last
                 b.append("prompts", read_ahead(

@@ -472,13 +472,10 @@ def _release_memory() -> None:
     """Give back what reading the listing columns freed: Arrow's allocator and glibc's malloc
     (Lance's) both keep freed memory for reuse, ~400 MB after reading 1.67M prompts, which a
     long-running server would hold for nothing (RSS 1.06 GB -> 0.64 GB, measured)."""
-    pa.default_memory_pool().release_unused()
-    try:
-        import ctypes
+    from .. import heap
 
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
+    pa.default_memory_pool().release_unused()
+    heap.trim()
 
 
 def _as_list(values: pa.Array | pa.ChunkedArray | Sequence[str]) -> list[Any]:
