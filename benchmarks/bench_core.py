@@ -235,7 +235,7 @@ def step_lookup(a: dict[str, Any]) -> dict[str, Any]:
         cpus.append(time.process_time() - c0)
         found += row is not None and row["uuid"] == u
     return {"times": times, "cpus": cpus, "found": found,
-            "indices": [i["name"] for i in lake.dataset("prompts").list_indices()]}
+            "indices": list(dict.fromkeys(i["name"] for i in lake.dataset("prompts").list_indices()))}
 
 
 def step_lookup_parquet(a: dict[str, Any]) -> dict[str, Any]:
@@ -262,7 +262,8 @@ def step_flip_index(a: dict[str, Any]) -> dict[str, Any]:
     import lance
 
     ds = lance.dataset(f"{a['lake']}/prompts.lance")
-    names = [i["name"] for i in ds.list_indices() if "uuid" in i["fields"]]
+    # an index built in segments is listed once per segment, under one name
+    names = list(dict.fromkeys(i["name"] for i in ds.list_indices() if "uuid" in i["fields"]))
     t0 = time.perf_counter()
     if names:
         for n in names:
