@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .. import storage
+from .. import heap, storage
 from ..errors import InputError, SchemaError
 from ..schema import field_meta, vector_field
 from .pipeline import IngestOptions, IngestReport, hash_in_background
@@ -249,7 +249,7 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
     new_frags: list[Any] = []
     schema = None
     done = matched = 0
-    with storage.write_behind(storage.join(lake.table_uri("prompts"), "data")):
+    with heap.reuse(), storage.write_behind(storage.join(lake.table_uri("prompts"), "data")):
         for frag in ds.get_fragments():
             rows = lookup.find(_key_bytes(frag.to_table(columns=["uuid"]).column(0)))
             matched += int((rows >= 0).sum())
