@@ -50,7 +50,7 @@ def settle(path: str) -> None:
 
 
 @contextlib.contextmanager
-def write_behind(folder: str, interval: float = 0.1) -> Iterator[None]:
+def write_behind(folder: str, interval: float = 0.02) -> Iterator[None]:
     """While the block runs, files that appear in the local `folder` are put on disk and
     dropped from the page cache as they grow; at the end, once more, whole.
 
@@ -59,6 +59,8 @@ def write_behind(folder: str, interval: float = 0.1) -> Iterator[None]:
     of taking fresh memory for every page (on a VM that returns free pages to its host, a fresh
     page costs microseconds: 2.5 GB of column files cost seconds of system time), and the write
     does not push everything else out of the cache. The files are on disk when the block ends.
+    Every 20 ms: at 200k x 3072 (2.5 GB) the attach took a median 3.95 s against 5.18 s with
+    a pass every 100 ms (fewer pages in flight, fewer fresh ones); 5 ms gained nothing more.
     Remote folders: nothing to do.
     """
     if is_remote(folder):
