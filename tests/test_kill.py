@@ -452,7 +452,8 @@ def test_two_concurrent_writers_both_land(corpus: dict[str, Any], tmp_path: Path
     for r in rows[2:]:
         n = lake.count("prompts", where=f"batch_id = '{r['batch_id']}'")
         assert n == r["rows_added"]
-    first, second = rows[2], rows[3]
+    # in commit order: the batch that started second may commit first
+    first, second = sorted(rows[2:], key=lambda r: r["time"])
     assert open_lake(uri, as_of=first["batch_id"]).count("prompts") == 400 + first["rows_added"]
     assert open_lake(uri, as_of=second["batch_id"]).count("prompts") == 2000
 
