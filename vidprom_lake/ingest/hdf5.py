@@ -22,7 +22,7 @@ import pyarrow as pa
 from .. import heap, storage
 from ..errors import InputError, SchemaError
 from ..schema import field_meta, vector_field
-from .pipeline import IngestOptions, IngestReport, hash_in_background
+from .pipeline import IngestOptions, IngestReport, hash_in_background, read_ahead
 
 if TYPE_CHECKING:
     from ..lake import Lake
@@ -271,7 +271,8 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
 
             # A reader, not a UDF: Lance reads nothing back and the rows come in the
             # fragment's order (its live rows, as the scan gave them).
-            reader = pa.RecordBatchReader.from_batches(out_schema, _ahead(slices()))
+            reader = pa.RecordBatchReader.from_batches(
+                out_schema, read_ahead(slices(), 2, "vidlake-h5-read"))
             try:
                 meta, schema = frag.merge_columns(reader)
             except Exception:
@@ -280,50 +281,6 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
                 raise
             new_frags.append(meta)
     return new_frags, schema, matched
-
-
-def _ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """`items`, produced in a thread up to `depth` ahead of the consumer: the next slice is read
-    from HDF5 and checked while Lance encodes and writes this one (both release the GIL).
-    An error in the thread is raised in the consumer; a consumer that stops early stops it."""
-    import queue
-    import threading
-
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    end = object()
-    stop = threading.Event()
-
-    def put(entry: tuple[Any, BaseException | None]) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def run() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((end, None))
-        except BaseException as exc:
-            put((end, exc))
-
-    worker = threading.Thread(target=run, name="vidlake-h5-read", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, exc = q.get()
-            if exc is not None:
-                raise exc
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
 
 
 def _q(name: str) -> str:
