@@ -117,6 +117,16 @@ def test_nan_in_a_later_slice_names_its_row_and_commits_nothing(two_fragments, t
     assert (lake.log()[-1].kind, lake.log()[-1].status) == ("attach-embeddings", "failed")
 
 
+def test_float16_overflow_names_its_row_never_stores_inf(two_fragments, tmp_path):
+    lake, uuids = two_fragments
+    vecs = np.ones((len(uuids), DIM), "float32")
+    vecs[150, 0] = 70000.0  # finite as float32, inf as float16
+    with pytest.raises(InputError, match=rf"e\.h5, row 150: embedding of uuid {uuids[150]} has "
+                                         r"values beyond 65504, the largest float16"):
+        lake.ingest(str(_h5(tmp_path / "e.h5", uuids, vecs)), column="half", dtype="float16")
+    assert "half" not in lake.dataset("prompts").schema.names
+
+
 def test_vlen_string_uuids(two_fragments, tmp_path):
     lake, uuids = two_fragments
     vecs = np.arange(len(uuids) * DIM, dtype="float32").reshape(len(uuids), DIM)

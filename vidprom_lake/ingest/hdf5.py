@@ -144,7 +144,16 @@ class _Vectors:
             bad = int(idx[np.flatnonzero(~np.isfinite(got).all(axis=1))[0]])
             raise InputError(f"embedding of uuid {_uuid_at(self.uds, bad)} has NaN or inf "
                              "values", path=self.path, row=bad)
-        got = got.astype(self.dtype, copy=False)
+        if self.dtype != got.dtype:
+            with np.errstate(over="ignore"):
+                narrow = got.astype(self.dtype)
+            if not np.isfinite(narrow).all():  # finite before: beyond the stored type's range
+                bad = int(idx[np.flatnonzero(~np.isfinite(narrow).all(axis=1))[0]])
+                hint = ": attach it as float32" if self.dtype == np.float16 else ""
+                raise InputError(f"embedding of uuid {_uuid_at(self.uds, bad)} has values beyond "
+                                 f"{np.finfo(self.dtype).max:g}, the largest "
+                                 f"{np.dtype(self.dtype).name}{hint}", path=self.path, row=bad)
+            got = narrow
         if len(idx) == len(rows):  # the common case: no scatter, no mask
             return pa.FixedSizeListArray.from_arrays(pa.array(got.reshape(-1)), self.dim)
         vals = np.zeros((len(rows), self.dim), dtype=self.dtype)
