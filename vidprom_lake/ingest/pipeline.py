@@ -280,6 +280,23 @@ def _fetch(reader: pa.RecordBatchReader, q: SourceQuery, path: str) -> Iterator[
         yield batch
 
 
+def _ask_duckdb(con: duckdb.DuckDBPyConnection, values: pa.Array, select: str) -> pa.Table:
+    """`select` (reading column ``s`` of table ``__odd``) over `values`: the rows a compiled
+    pass could not decide go to DuckDB's own functions, so the result is what SQL would give."""
+    con.register("__odd", pa.table({"s": values}))
+    try:
+        return con.execute(select).to_arrow_table()
+    finally:
+        con.unregister("__odd")
+
+
+def _replace_at(column: pa.Array, at: np.ndarray, values: pa.Array) -> pa.Array:
+    """`column` with the rows `at` replaced by `values` (in that order)."""
+    mask = np.zeros(len(column), dtype=bool)
+    mask[at] = True
+    return pc.replace_with_mask(column, pa.array(mask), values.cast(column.type))
+
+
 def _parse_times(batch: pa.RecordBatch, q: SourceQuery,
                  con: duckdb.DuckDBPyConnection) -> pa.RecordBatch:
     """Fill ``time`` and ``time_bad`` from ``time_raw`` (formats with ``ctime_format``); `con`
@@ -290,20 +307,11 @@ def _parse_times(batch: pa.RecordBatch, q: SourceQuery,
     bad = np.zeros(batch.num_rows, dtype=bool)
     odd = np.flatnonzero(valid & ~ok)
     if len(odd):  # anything but the canonical spelling: DuckDB's strptime decides
-        t = pa.table({"s": raw.take(pa.array(odd))})
-        con.register("__odd_times", t)
-        try:
-            fmt = (q.ctime_format or "").replace("'", "''")
-            r = con.execute(
-                "SELECT t, s <> '' AND t IS NULL AS bad FROM (SELECT trim(s) AS s, "
-                f"try_strptime(trim(s), '{fmt}')::TIMESTAMP AS t FROM __odd_times)"
-            ).to_arrow_table()
-        finally:
-            con.unregister("__odd_times")
-        mask = np.zeros(batch.num_rows, dtype=bool)
-        mask[odd] = True
-        times = pc.replace_with_mask(times, pa.array(mask),
-                                     r.column("t").combine_chunks().cast(pa.timestamp("us")))
+        fmt = (q.ctime_format or "").replace("'", "''")
+        r = _ask_duckdb(con, raw.take(pa.array(odd)),
+                        "SELECT t, s <> '' AND t IS NULL AS bad FROM (SELECT trim(s) AS s, "
+                        f"try_strptime(trim(s), '{fmt}')::TIMESTAMP AS t FROM __odd)")
+        times = _replace_at(times, odd, r.column("t").combine_chunks())
         bad[odd] = r.column("bad").to_numpy(zero_copy_only=False)
     names = batch.schema.names
     batch = batch.set_column(names.index("time"), "time", times)
@@ -316,19 +324,11 @@ def _normalise_uuids(batch: pa.RecordBatch, con: duckdb.DuckDBPyConnection) -> p
     raw = batch.column("uuid_given")
     if not isinstance(raw, pa.Array):
         raw = raw.combine_chunks()
-    ok = canonical_uuids(raw)
-    odd = np.flatnonzero(raw.is_valid().to_numpy(zero_copy_only=False) & ~ok)
+    odd = np.flatnonzero(raw.is_valid().to_numpy(zero_copy_only=False) & ~canonical_uuids(raw))
     if not len(odd):
         return batch
-    con.register("__odd_uuids", pa.table({"s": raw.take(pa.array(odd))}))
-    try:
-        fixed = con.execute("SELECT nullif(trim(lower(s)), '') AS u FROM __odd_uuids"
-                            ).to_arrow_table().column("u").combine_chunks()
-    finally:
-        con.unregister("__odd_uuids")
-    mask = np.zeros(batch.num_rows, dtype=bool)
-    mask[odd] = True
-    column = pc.replace_with_mask(raw, pa.array(mask), fixed.cast(raw.type))
+    r = _ask_duckdb(con, raw.take(pa.array(odd)), "SELECT nullif(trim(lower(s)), '') AS u FROM __odd")
+    column = _replace_at(raw, odd, r.column("u").combine_chunks())
     return batch.set_column(batch.schema.get_field_index("uuid_given"), "uuid_given", column)
 
 
