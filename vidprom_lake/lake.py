@@ -868,15 +868,10 @@ class Batch:
         lake = self.lake
         with write_lock(lake.uri):
             lake._recover_locked()
-            for st in self._staged:
-                self._commit_one(st)
-                self._changed.add(st.table)
-            self._staged.clear()
-            for table, column in self._key_indexes:
+            self._commit_staged()
+            for table, column in self._key_indexes:  # over the rows just committed
                 if self.refresh_key_index(table, column):
-                    for st in self._staged:
-                        self._commit_one(st)
-                    self._staged.clear()
+                    self._commit_staged()
             self._key_indexes.clear()
             versions = lake._latest_versions()
             self._seq += 1
@@ -889,6 +884,12 @@ class Batch:
             if status == "committed":
                 for table in sorted(self._changed):
                     _tag(lake._open(table), self.batch_id, versions[table])
+
+    def _commit_staged(self) -> None:
+        for st in self._staged:
+            self._commit_one(st)
+            self._changed.add(st.table)
+        self._staged.clear()
 
     def _commit_one(self, st: _Staged) -> None:
         """Commit one staged operation; every commit names this batch (for recovery)."""
