@@ -13,18 +13,21 @@ import pytest
 
 from vidprom_lake import create_lake, synth
 from vidprom_lake.errors import InputError
-from vidprom_lake.ingest.hdf5 import _key_bytes, _Lookup
+from vidprom_lake.ingest.hdf5 import _key_bytes, _Lookup, _Mapping
 
 DIM = 12
 
 
-def _h5(path: Path, uuids: list[str], vecs: np.ndarray, *, vlen: bool = False) -> Path:
+def _h5(path: Path, uuids: list[str], vecs: np.ndarray, *, vlen: bool = False,
+        layout: str = "chunked") -> Path:
+    """`layout`: chunked (HDF5 reads the vectors) or contiguous (read through a mapping)."""
     with h5py.File(path, "w") as h5:
         if vlen:  # variable-length strings: h5py hands them back as Python objects
             h5.create_dataset("uuid", data=uuids, dtype=h5py.string_dtype())
         else:
             h5.create_dataset("uuid", data=np.array(uuids, dtype="S36"))
-        h5.create_dataset("embeddings", data=vecs, chunks=(5, vecs.shape[1]))
+        h5.create_dataset("embeddings", data=vecs,
+                          chunks=(5, vecs.shape[1]) if layout == "chunked" else None)
     return path
 
 
@@ -57,9 +60,10 @@ def _file_order(kind: str, n: int, rng: np.random.Generator) -> list[int]:
     raise AssertionError(kind)
 
 
+@pytest.mark.parametrize("layout", ["chunked", "contiguous"])
 @pytest.mark.parametrize("kind", ["lake", "reversed", "shuffled", "fragments-swapped", "partial",
                                   "partial-shuffled"])
-def test_attach_matches_by_uuid_in_any_file_order(two_fragments, tmp_path, kind):
+def test_attach_matches_by_uuid_in_any_file_order(two_fragments, tmp_path, kind, layout):
     lake, uuids = two_fragments
     rng = np.random.default_rng(5)
     picks = _file_order(kind, len(uuids), rng)
@@ -69,7 +73,7 @@ def test_attach_matches_by_uuid_in_any_file_order(two_fragments, tmp_path, kind)
     for k, s in enumerate(strangers):
         file_uuids.insert((k * 37) % (len(file_uuids) + 1), s)
     vecs = rng.standard_normal((len(file_uuids), DIM)).astype("float32")
-    path = _h5(tmp_path / "e.h5", file_uuids, vecs)
+    path = _h5(tmp_path / "e.h5", file_uuids, vecs, layout=layout)
 
     r = lake.ingest(str(path), chunk_rows=7)  # 7-row slices: many per fragment
 
@@ -104,14 +108,15 @@ def test_attach_float16_with_missing_rows(two_fragments, tmp_path):
     assert sum(v is None for v in by.values()) == len(uuids) - 150
 
 
-def test_nan_in_a_later_slice_names_its_row_and_commits_nothing(two_fragments, tmp_path):
+@pytest.mark.parametrize("layout", ["chunked", "contiguous"])
+def test_nan_in_a_later_slice_names_its_row_and_commits_nothing(two_fragments, tmp_path, layout):
     lake, uuids = two_fragments
     order = uuids[::-1]
     vecs = np.ones((len(order), DIM), "float32")
     vecs[201, 3] = np.inf  # lands in the first fragment (file row 201 = lake row 18)
     before = lake.dataset("prompts").version
     with pytest.raises(InputError, match=rf"e\.h5, row 201: embedding of uuid {order[201]} has NaN"):
-        lake.ingest(str(_h5(tmp_path / "e.h5", order, vecs)), chunk_rows=8)
+        lake.ingest(str(_h5(tmp_path / "e.h5", order, vecs, layout=layout)), chunk_rows=8)
     assert lake.dataset("prompts").version == before
     assert "embedding" not in lake.dataset("prompts").schema.names
     assert (lake.log()[-1].kind, lake.log()[-1].status) == ("attach-embeddings", "failed")
@@ -125,6 +130,60 @@ def test_float16_overflow_names_its_row_never_stores_inf(two_fragments, tmp_path
                                          r"values beyond 65504, the largest float16"):
         lake.ingest(str(_h5(tmp_path / "e.h5", uuids, vecs)), column="half", dtype="float16")
     assert "half" not in lake.dataset("prompts").schema.names
+
+
+def test_plain_layouts_are_read_through_a_mapping_others_through_hdf5(tmp_path):
+    vecs = np.random.default_rng(3).standard_normal((40, DIM)).astype("float32")
+    path = tmp_path / "e.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("plain", data=vecs)
+        h5.create_dataset("chunked", data=vecs, chunks=(8, DIM))
+        backwards = h5.create_dataset("backwards", shape=vecs.shape, dtype="float32",
+                                      chunks=(8, DIM))
+        for s in range(32, -1, -8):  # chunks written last first: none follows its neighbour
+            backwards[s: s + 8] = vecs[s: s + 8]
+        h5.create_dataset("gzip", data=vecs, compression="gzip")
+        h5.create_dataset("half_rows", data=vecs, chunks=(8, DIM // 2))
+        h5.create_dataset("big_endian", data=vecs.astype(">f4"))
+        h5.create_dataset("empty", shape=(0, DIM), dtype="float32")
+        h5.create_dataset("unwritten", shape=(40, DIM), dtype="float32", chunks=(8, DIM))
+    with h5py.File(path, "r") as h5:
+        for name, runs in (("plain", 1), ("chunked", 1), ("backwards", 5)):
+            m = _Mapping.of(h5[name], str(path))
+            assert m is not None and len(m.run_rows) == runs, name
+            for a, b in ((0, 40), (3, 29), (8, 16), (39, 40)):
+                views = m.rows(a, b)
+                assert np.array_equal(np.concatenate(views), vecs[a:b]), (name, a, b)
+                assert all(not v.flags.writeable and v.base is not None for v in views)
+            m.release(0, 40)  # pages dropped from the mapping, the bytes still there
+            assert np.array_equal(np.concatenate(m.rows(0, 40)), vecs)
+        for name in ("gzip", "half_rows", "big_endian", "empty", "unwritten"):
+            assert _Mapping.of(h5[name], str(path)) is None, name
+
+
+@pytest.mark.parametrize("layout", ["chunked", "contiguous"])
+def test_a_mapped_attach_names_the_row_of_a_nan_across_runs(two_fragments, tmp_path, layout):
+    lake, uuids = two_fragments
+    vecs = np.ones((len(uuids), DIM), "float32")
+    vecs[77, 5] = np.nan
+    path = tmp_path / "e.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("uuid", data=np.array(uuids, dtype="S36"))
+        ds = h5.create_dataset("embeddings", shape=vecs.shape, dtype="float32",
+                               chunks=(10, DIM) if layout == "chunked" else None)
+        for s in range(210, -1, -10):
+            ds[s: s + 10] = vecs[s: s + 10]
+    with h5py.File(path, "r") as h5:
+        assert _Mapping.of(h5["embeddings"], str(path)) is not None
+    with pytest.raises(InputError, match=rf"e\.h5, row 77: embedding of uuid {uuids[77]} has NaN"):
+        lake.ingest(str(path), chunk_rows=16)
+    assert "embedding" not in lake.dataset("prompts").schema.names
+    vecs[77, 5] = 1.0
+    with h5py.File(path, "r+") as h5:
+        h5["embeddings"][77] = vecs[77]
+    assert lake.ingest(str(path), chunk_rows=16).rows_updated == len(uuids)
+    got = lake.dataset("prompts").to_table(columns=["embedding"]).column(0).to_pylist()
+    assert np.array_equal(np.array(got, dtype="float32"), vecs)
 
 
 def test_vlen_string_uuids(two_fragments, tmp_path):

@@ -11,6 +11,7 @@ cache as they grow (`storage.write_behind`); all of them are committed once, as 
 
 from __future__ import annotations
 
+import mmap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,98 @@ def _key_bytes(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.array([v.encode() for v in col.to_pylist()], dtype="S")
 
 
+class _Mapping:
+    """The vectors read straight from the page cache through a read-only mapping of the file,
+    when HDF5 stores them as plain bytes: a contiguous dataset, or chunks of whole rows with no
+    filter (h5py's defaults; VidProM's file is one or the other, it is 20.6 GB = N x 3072 x 4
+    bytes). A range of rows is then a view of the mapping, one per run of chunks that lie back
+    to back in the file: no read into a buffer, no fresh memory. Views already handed to Lance
+    are unmapped again as the attach moves on (`release`), so the process's resident memory
+    stays small; a view Lance still reads just maps its pages again (the mapping is shared and
+    read-only: the file's bytes come back).
+
+    Like any mapped reader, the process gets SIGBUS if another program truncates the file
+    while it is read; HDF5 files are not rewritten in place by anything VidLake does."""
+
+    def __init__(self, mm: mmap.mmap, run_rows: np.ndarray, run_offsets: np.ndarray,
+                 shape: tuple[int, int], dtype: np.dtype):
+        self.mm, self.run_rows, self.run_offsets = mm, run_rows, run_offsets
+        self.n, self.dim = shape
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = self.dim * self.dtype.itemsize
+
+    @classmethod
+    def of(cls, ds: Any, path: str) -> _Mapping | None:
+        """The mapping of dataset `ds`, or None when its layout is anything else (compressed,
+        partial chunks, big-endian, unallocated chunks ...): then HDF5 reads it."""
+        import h5py
+
+        n, dim = ds.shape
+        row_bytes = dim * ds.dtype.itemsize
+        try:
+            plist = ds.id.get_create_plist()
+            if plist.get_nfilters() or ds.dtype.byteorder == ">" or not ds.size:
+                return None
+            if plist.get_layout() == h5py.h5d.CONTIGUOUS:
+                offset = ds.id.get_offset()
+                if offset is None:  # never written
+                    return None
+                run_rows, run_offsets = np.array([0]), np.array([offset])
+            elif plist.get_layout() == h5py.h5d.CHUNKED and ds.chunks[1] == dim:
+                chunks: list[tuple[int, int, int, int]] = []
+                ds.id.chunk_iter(lambda c: chunks.append(
+                    (c.chunk_offset[0], c.byte_offset, c.size, c.filter_mask)))
+                per = ds.chunks[0]
+                if len(chunks) != -(-n // per) or any(c[2] != per * row_bytes or c[3]
+                                                      for c in chunks):
+                    return None
+                rows, offsets = np.array(sorted(chunks)).T[:2]
+                # a run: chunks back to back in the file as in the rows
+                cut = np.flatnonzero(np.diff(offsets) != per * row_bytes) + 1
+                run_rows, run_offsets = rows[np.r_[0, cut]], offsets[np.r_[0, cut]]
+            else:
+                return None
+            with open(path, "rb") as fh:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError, AttributeError, TypeError):
+            return None
+        ends = run_offsets + np.diff(np.r_[run_rows, n]) * row_bytes
+        if int(ends.max()) > len(mm):  # a file cut short
+            mm.close()
+            return None
+        found = cls(mm, run_rows.astype(np.int64), run_offsets.astype(np.int64), (n, dim),
+                    ds.dtype)
+        # the mapping must give what HDF5 gives, or it is not used: the first row of each run
+        # (up to 16 of them) and the last row
+        check = [*found.run_rows[:: max(1, len(found.run_rows) // 16)].tolist(), n - 1]
+        if not all(np.array_equal(found.rows(r, r + 1)[0][0], ds[r], equal_nan=True)
+                   for r in check):
+            mm.close()
+            return None
+        return found
+
+    def _runs(self, a: int, b: int) -> Iterator[tuple[int, int]]:
+        """(byte offset, row count) of rows [a, b) in each run they cross."""
+        r = int(np.searchsorted(self.run_rows, a, side="right")) - 1
+        while a < b:
+            end = min(b, int(self.run_rows[r + 1]) if r + 1 < len(self.run_rows) else self.n)
+            yield int(self.run_offsets[r]) + (a - int(self.run_rows[r])) * self.row_bytes, end - a
+            a, r = end, r + 1
+
+    def rows(self, a: int, b: int) -> list[np.ndarray]:
+        """Rows [a, b) as views of the mapping, one per run they cross."""
+        return [np.frombuffer(self.mm, self.dtype, count=k * self.dim, offset=at).reshape(k, self.dim)
+                for at, k in self._runs(a, b)]
+
+    def release(self, a: int, b: int) -> None:
+        """Unmap the pages of rows [a, b) (the page cache keeps them; nothing is lost)."""
+        if not hasattr(self.mm, "madvise"):
+            return
+        for at, k in self._runs(a, b):
+            lo = at - at % mmap.PAGESIZE
+            self.mm.madvise(mmap.MADV_DONTNEED, lo, at + k * self.row_bytes - lo)
+
+
 def _read_rows(ds: Any, idx: np.ndarray) -> np.ndarray:
     """ds[idx] for unsorted unique indices, reading contiguous ranges where it can."""
     out = np.empty((len(idx), ds.shape[1]), dtype=ds.dtype)
@@ -129,17 +222,48 @@ class _Lookup:
 
 
 class _Vectors:
-    """Reads the vectors of given HDF5 rows as one Arrow column, checked for NaN/inf."""
+    """Reads the vectors of given HDF5 rows as Arrow columns, checked for NaN/inf."""
+
+    # how many rows handed to Lance stay mapped (Lance copies a slice within a few of it)
+    MAPPED_ROWS_KEPT = 8192
 
     def __init__(self, uds: Any, eds: Any, dtype: Any, path: str):
         self.uds, self.eds, self.dtype, self.path = uds, eds, dtype, path
         self.dim = int(eds.shape[1])
+        self.mapping = _Mapping.of(eds, path)
+        self._handed: list[tuple[int, int]] = []  # mapped row ranges handed out, oldest first
 
     def __call__(self, rows: np.ndarray) -> pa.FixedSizeListArray:
-        """The vectors of file rows `rows`, in that order; -1 gives NULL (never zeros)."""
+        """The vectors of file rows `rows`, in that order, as one array."""
+        parts = list(self.pieces(rows))
+        return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+
+    def pieces(self, rows: np.ndarray) -> Iterator[pa.FixedSizeListArray]:
+        """The vectors of file rows `rows`, in that order, as consecutive arrays; -1 gives
+        NULL (never zeros). A straight range of a mapped file comes as views of the mapping
+        (one per run of chunks it crosses), anything else as one array read by HDF5."""
+        a = int(rows[0]) if len(rows) else -1
+        if (self.mapping is None or a < 0 or rows[-1] - a != len(rows) - 1
+                or not (np.diff(rows) == 1).all()):
+            yield self._arrow(rows)
+            return
+        for view in self.mapping.rows(a, a + len(rows)):
+            yield self._arrow(np.arange(a, a + len(view)), view)
+            self._handed.append((a, a + len(view)))
+            a += len(view)
+        while sum(b - a for a, b in self._handed[1:]) >= self.MAPPED_ROWS_KEPT:
+            self.mapping.release(*self._handed.pop(0))
+
+    def release(self) -> None:
+        """Unmap every range handed out (once Lance has written them)."""
+        while self._handed:
+            self.mapping.release(*self._handed.pop(0))
+
+    def _arrow(self, rows: np.ndarray, got: np.ndarray | None = None) -> pa.FixedSizeListArray:
         have = rows >= 0
         idx = rows[have]
-        got = _read_rows(self.eds, idx) if len(idx) else np.empty((0, self.dim), self.dtype)
+        if got is None:
+            got = _read_rows(self.eds, idx) if len(idx) else np.empty((0, self.dim), self.dtype)
         if not np.isfinite(got).all():
             bad = int(idx[np.flatnonzero(~np.isfinite(got).all(axis=1))[0]])
             raise InputError(f"embedding of uuid {_uuid_at(self.uds, bad)} has NaN or inf "
@@ -235,6 +359,7 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                                     column: vectors(rows[have])})
                     upd = upd.cast(pa.schema([pa.field("uuid", pa.string()), field]))
                     matched += b.update_columns("prompts", upd, on="uuid", mode="rewrite_columns")
+                    vectors.release()
             report.rows_updated = matched
             report.already_in_lake = matched
             report.notes.append(
@@ -270,7 +395,8 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
                 try:
                     for s in range(0, len(rows), slice_rows):
                         part = rows[s: s + slice_rows]
-                        yield pa.record_batch([vectors(part)], schema=out_schema)
+                        for piece in vectors.pieces(part):
+                            yield pa.record_batch([piece], schema=out_schema)
                         done += len(part)
                         if opts.progress:
                             opts.progress(done, total)
@@ -288,6 +414,8 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
                 if failure:  # Lance wraps our error; surface the original
                     raise failure[0] from None
                 raise
+            finally:
+                vectors.release()
             new_frags.append(meta)
     return new_frags, schema, matched
 
