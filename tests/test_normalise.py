@@ -78,3 +78,29 @@ def test_expected_values() -> None:
     assert flags.to_pylist() == [{"aspect_ratio": "16:9", "motion": None, "guidance": 12.5,
                                   "negative": "blurry, ugly", "camera": None, "fps": None,
                                   "seed": 7}]
+
+
+RARE = ["&eacute;", "&#233;", "&#x263A;", "&hellip;", "&amp;eacute;", "&amp;#233;", "&frac12;",
+        "&nosuch;", "&x1;"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.sampled_from(PIECES + RARE), max_size=20).map("".join) | st.none(),
+                min_size=1, max_size=40))
+def test_clean_prompts_finishes_rare_entities_exactly_where_a_full_search_would(values):
+    """The ingest searches for leftover entities only in rows that had a '&': the same result
+    as running `finish_clean` on every row."""
+    from vidprom_lake.ingest.normalise import clean_prompts
+
+    whole, flags = normalise(pa.array(values, pa.string()))
+    got, got_flags = clean_prompts(pa.array(values, pa.string()))
+    assert got.to_pylist() == [clean.finish_clean(v) for v in whole.to_pylist()]
+    assert got_flags.equals(flags)
+
+
+def test_clean_prompts_decodes_a_rare_entity_and_leaves_other_rows_alone():
+    from vidprom_lake.ingest.normalise import clean_prompts
+
+    got, _ = clean_prompts(pa.array(["caf&eacute; &amp; bar", "plain cat", None, "a &#233; b -ar 16:9",
+                                     "tom &amp; jerry"]))
+    assert got.to_pylist() == ["café & bar", "plain cat", None, "a é b", "tom & jerry"]

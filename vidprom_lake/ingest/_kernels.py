@@ -390,6 +390,7 @@ def normalise_batch(data, offsets, valid, want_flags):
     spans = np.full((n, 7, 2), -1, dtype=np.int64)
     ints = np.full((n, 7), -1, dtype=np.int64)
     has = np.zeros(n, dtype=np.bool_)
+    amp_rows = np.zeros(n, dtype=np.bool_)  # rows whose clean text may still hold a '&'
     longest = 1
     for r in range(n):
         longest = max(longest, offsets[r + 1] - offsets[r])
@@ -426,6 +427,7 @@ def normalise_batch(data, offsets, valid, want_flags):
         if not (amp or lt or colon):
             o = _spaces(data, s, h, out, o)
             continue
+        amp_rows[r] = amp
         m = h - s
         buf1[:m] = data[s:h]
         in1 = True
@@ -440,7 +442,7 @@ def normalise_batch(data, offsets, valid, want_flags):
             in1 = not in1
         o = _spaces(buf1, 0, m, out, o) if in1 else _spaces(buf2, 0, m, out, o)
     out_off[n] = o
-    return out, out_off, spans, ints, has
+    return out, out_off, spans, ints, has, amp_rows
 
 
 @njit(cache=True, nogil=True)

@@ -23,7 +23,7 @@ import pyarrow as pa
 from .. import heap, storage
 from ..errors import InputError, SchemaError
 from ..schema import field_meta, vector_field
-from .pipeline import IngestOptions, IngestReport, hash_in_background, read_ahead
+from .pipeline import IngestOptions, IngestReport, gc_paused, hash_in_background, read_ahead
 
 if TYPE_CHECKING:
     from ..lake import Lake
@@ -383,7 +383,8 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
     new_frags: list[Any] = []
     schema = None
     done = matched = 0
-    with heap.reuse(), storage.write_behind(storage.join(lake.table_uri("prompts"), "data")):
+    with gc_paused(), heap.reuse(), storage.write_behind(
+            storage.join(lake.table_uri("prompts"), "data")):
         for frag in ds.get_fragments():
             rows = lookup.find(_key_bytes(frag.to_table(columns=["uuid"]).column(0)))
             matched += int((rows >= 0).sum())

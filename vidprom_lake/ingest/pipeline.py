@@ -32,11 +32,11 @@ import pyarrow.compute as pc
 from .. import heap
 from ..errors import InputError
 from ..schema import NSFW_LABELS, PROMPTS_SCHEMA
-from .clean import ENTITY_RE, finish_clean, sha1_sql, uuid5_sql
+from .clean import sha1_sql, uuid5_sql
 from .normalise import (
     canonical_uuids,
+    clean_prompts,
     hash_keys,
-    normalise,
     parse_ctime,
     uuid5_keys,
     warm_up_in_background,
@@ -204,6 +204,20 @@ def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
     finally:
         stop.set()
         thread.join()
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic GC off for a bulk write: it would walk every live object again and
+    again while millions of short-lived Arrow wrappers come and go (~6% of an ingest's CPU);
+    nothing a write makes holds reference cycles that matter, so it waits until the end."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def hash_in_background(path: str | Path, *, low_priority: bool = False) -> Any:
@@ -584,11 +598,7 @@ def _shaped(batch: pa.RecordBatch, q: SourceQuery, batch_id: str) -> pa.RecordBa
     """A batch of `_new_rows` as rows of the prompts table: cleaned text and flags added."""
     n = batch.num_rows
     cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
-    clean, flags = normalise(cols["prompt"], pika_flags=q.pika_flags)
-    ent = pc.match_substring_regex(clean, ENTITY_RE).fill_null(False)
-    if pc.any(ent).as_py():  # only the (few) rows with another entity go through Python
-        fixed = [finish_clean(v) for v in clean.filter(ent).to_pylist()]
-        clean = pc.replace_with_mask(clean, ent, pa.array(fixed, pa.string()))
+    clean, flags = clean_prompts(cols["prompt"], pika_flags=q.pika_flags)
     out = {
         "uuid": cols["_key"],
         "prompt": cols["prompt"],
@@ -665,23 +675,15 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
         report.dry_run = True
     else:
         sha = hash_in_background(path, low_priority=True) if Path(path).is_file() else None
-        # Python's cyclic GC would walk every live object again and again while millions of
-        # short-lived Arrow wrappers come and go (~6% of an ingest's CPU); nothing here
-        # makes reference cycles that matter, so it waits until the batch is done.
-        gc_was = gc.isenabled()
-        gc.disable()
-        try:
-            with heap.reuse(), lake.batch("ingest", source=path, source_sha256=sha, params=params) as b:
-                report.batch_id = b.batch_id
-                # the batches are cleaned in a thread while Lance encodes and writes the last
-                b.append("prompts", read_ahead(
-                    stream_new_rows(lake, q, path, opts, report, b.batch_id), 2, "vidlake-clean"))
-                b.counts.update(report.counts())
-                if report.rows_added:  # an index covering the rows, in the same commit
-                    b.index_keys_at_commit("prompts", "uuid")
-        finally:
-            if gc_was:
-                gc.enable()
+        with gc_paused(), heap.reuse(), lake.batch("ingest", source=path, source_sha256=sha,
+                                                   params=params) as b:
+            report.batch_id = b.batch_id
+            # the batches are cleaned in a thread while Lance encodes and writes the last
+            b.append("prompts", read_ahead(
+                stream_new_rows(lake, q, path, opts, report, b.batch_id), 2, "vidlake-clean"))
+            b.counts.update(report.counts())
+            if report.rows_added:  # an index covering the rows, in the same commit
+                b.index_keys_at_commit("prompts", "uuid")
     report.seconds = time.perf_counter() - t0
     return report
 
