@@ -37,6 +37,52 @@ def test_uuid5_block_edges_and_two_threads() -> None:
                                                  for v in ("bb", "ccc")]
 
 
+LIFETIME_SCRIPT = """
+import ctypes, uuid
+import numpy as np, pyarrow as pa
+from numba.core.runtime import rtsys
+from vidprom_lake.ingest import _kernels as k
+from vidprom_lake.ingest.normalise import _buffers, sha1_scratch
+freed = []
+start = [0]
+def record(ctx, data, size):  # stands in for SHA1_Init/Update/Final: how many frees so far
+    freed.append(rtsys.get_allocation_stats().free - start[0])
+    return 1
+CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+cb = CB(record)
+addr = ctypes.cast(cb, ctypes.c_void_p).value
+fns = np.array([addr, addr, addr], np.int64)
+data, off, valid = _buffers(pa.array(["a prompt", "another"]))
+ns = np.frombuffer(uuid.NAMESPACE_DNS.bytes, dtype=np.uint8).copy()
+out, hashes = np.zeros(72, np.uint8), np.zeros(2, np.uint64)
+args = (data, off, valid, ns, out, hashes, fns, *sha1_scratch())
+k.uuid5_batch_openssl(*args)  # compiled (or loaded) first
+freed.clear()
+start[0] = rtsys.get_allocation_stats().free
+k.uuid5_batch_openssl(*args)
+print("calls", len(freed), "freed during the calls", max(freed))
+"""
+
+
+def test_uuid5_with_openssl_frees_nothing_while_openssl_runs(tmp_path) -> None:
+    """OpenSSL's SHA-1 writes its context through a bare address, so nothing may be freed
+    while the kernel calls it. (The context was once a numba array allocated in the kernel,
+    freed after its last use by name, before the loop: OpenSSL then wrote into freed heap
+    memory, and full ingests aborted with heap corruption under MALLOC_ARENA_MAX=1.) The
+    SHA-1 functions are replaced by a callback that counts numba's frees."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    run = subprocess.run([sys.executable, "-c", LIFETIME_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    words = run.stdout.split()
+    assert words[1] == "8", run.stdout  # 4 calls per prompt
+    assert words[-1] == "0", run.stdout
+
+
 def test_hash_keys_equal_strings_equal_hashes() -> None:
     keys = [str(uuid.uuid4()) for _ in range(50_000)]
     h = hash_keys(pa.array(keys + keys[:10] + [None]))

@@ -556,11 +556,14 @@ def _call3(typingctx, fn, a, b, c):  # noqa: ARG001 (numba passes the typing con
 
 
 @njit(cache=True, nogil=True)
-def uuid5_batch_openssl(data, offsets, valid, ns, out, hashes, fns):
+def uuid5_batch_openssl(data, offsets, valid, ns, out, hashes, fns, ctx, md):
     """`uuid5_batch` with OpenSSL's SHA-1 (fns: addresses of SHA1_Init, SHA1_Update and
-    SHA1_Final), which uses the CPU's SHA instructions where it has them."""
-    ctx = np.zeros(32, dtype=np.int64)  # 256 bytes; OpenSSL's SHA_CTX takes 96
-    md = np.zeros(20, dtype=np.uint8)
+    SHA1_Final), which uses the CPU's SHA instructions where it has them.
+
+    `ctx` (at least 96 bytes: OpenSSL's SHA_CTX) and `md` (20 bytes) are the caller's: C writes
+    to them through bare addresses, and numba frees an array it allocated itself after the
+    array's last use *by name*, not after the last use of its address (a SHA_CTX allocated
+    here was freed before the loop, and OpenSSL then wrote into freed heap memory)."""
     c = ctx.ctypes.data
     for i in range(offsets.shape[0] - 1):
         if not valid[i]:

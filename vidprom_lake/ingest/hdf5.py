@@ -264,7 +264,11 @@ class _Vectors:
         idx = rows[have]
         if got is None:
             got = _read_rows(self.eds, idx) if len(idx) else np.empty((0, self.dim), self.dtype)
-        if not np.isfinite(got).all():
+        # a finite sum means every value is finite (a NaN or inf in any summand is not); only
+        # a non-finite sum (a bad value, or overflow) pays for the exact check
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = got.sum()
+        if not np.isfinite(total) and not np.isfinite(got).all():
             bad = int(idx[np.flatnonzero(~np.isfinite(got).all(axis=1))[0]])
             raise InputError(f"embedding of uuid {_uuid_at(self.uds, bad)} has NaN or inf "
                              "values", path=self.path, row=bad)

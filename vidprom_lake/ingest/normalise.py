@@ -191,12 +191,18 @@ def uuid5_keys(prompts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     def run(a: int, b: int) -> None:
         args = (data, offsets[a:b + 1], valid[a:b], ns, out[36 * a:36 * b], hashes[a:b])
         if fns is not None:
-            k.uuid5_batch_openssl(*args, fns)
+            k.uuid5_batch_openssl(*args, fns, *sha1_scratch())
         else:
             k.uuid5_batch(*args)
 
     _halves(run, n)
     return _string_array(out, np.arange(0, 36 * n + 1, 36, dtype=np.int64), valid), hashes
+
+
+def sha1_scratch() -> tuple[np.ndarray, np.ndarray]:
+    """A SHA_CTX (256 bytes; OpenSSL's takes 96) and a 20-byte digest for
+    `uuid5_batch_openssl`, owned by the caller for the whole call."""
+    return np.zeros(32, dtype=np.int64), np.zeros(20, dtype=np.uint8)
 
 
 @functools.cache
@@ -233,7 +239,7 @@ def openssl_sha1() -> np.ndarray | None:
         hashes = np.zeros(1, dtype=np.uint64)
         ns = np.frombuffer(uuid.NAMESPACE_DNS.bytes, dtype=np.uint8).copy()
         k.uuid5_batch_openssl(data, np.array([0, len(text)], np.int64), np.ones(1, bool), ns,
-                              out, hashes, fns)
+                              out, hashes, fns, *sha1_scratch())
         want = hashlib.sha1(uuid.NAMESPACE_DNS.bytes + text).digest()
         if (bytes(out) == str(uuid.UUID(bytes=want[:16], version=5)).encode()
                 and int(hashes[0]) == int.from_bytes(want[:8], "big")):
