@@ -91,11 +91,11 @@ HARNESS = textwrap.dedent('''
             return _conform(*a, **k)
         L.conform = conform
     elif point == "vectors":       # (a) HDF5: a slice of vectors is about to be written
-        _read = hdf5._read_rows
-        def read_rows(*a, **k):
+        _arrow = hdf5._Vectors._arrow  # each slice, read through HDF5 or a mapping
+        def arrow(self, *a, **k):
             hit()
-            return _read(*a, **k)
-        hdf5._read_rows = read_rows
+            return _arrow(self, *a, **k)
+        hdf5._Vectors._arrow = arrow
     elif point == "data-commit":   # (b) after the Lance commit, before the log event
         _commit = lance.LanceDataset.commit
         def commit(*a, **k):
@@ -522,22 +522,22 @@ def test_attach_racing_an_ingest_fails_whole_and_reruns(corpus: dict[str, Any],
     from vidprom_lake.ingest import hdf5
 
     lake = open_lake(uri)
-    original = hdf5._read_rows
+    original = hdf5._Vectors._arrow
     ran: list[int] = []
 
-    def read_rows(*a: Any, **k: Any) -> Any:
+    def arrow(self: Any, *a: Any, **k: Any) -> Any:
         if not ran:  # the first slice of vectors: another process ingests now
             proc = spawn(corpus["harness"], {"point": "none"}, "--lake", uri, "ingest",
                          str(corpus["b"]))
             ran.append(proc.wait(timeout=120))
-        return original(*a, **k)
+        return original(self, *a, **k)
 
-    hdf5._read_rows = read_rows
+    hdf5._Vectors._arrow = arrow
     try:
         with pytest.raises(LakeBusy, match="another writer changed table prompts"):
             lake.ingest(str(corpus["h5"]))
     finally:
-        hdf5._read_rows = original
+        hdf5._Vectors._arrow = original
     assert ran == [0]
     log = log_rows(uri)
     assert [(r["kind"], r["status"]) for r in log[2:]] == [
