@@ -112,6 +112,30 @@ def test_sql_init_with_duckdb_cli(small):
     assert out.stdout.strip().splitlines()[-1] == "100"
 
 
+def test_uuid5_macro_checks_a_lakes_ids_against_its_texts(small, tmp_path):
+    # one more file whose first row carries a uuid that is not uuid5 of its text
+    extra = synth.write_vidprom_csv(tmp_path / "b.csv", 3, seed=9)
+    first = extra.read_text().splitlines()[1].split(",")[0]
+    extra.write_text(extra.read_text().replace(first, "00000000-0000-5000-8000-000000000000", 1))
+    assert small.ingest(extra).uuid_mismatches == 1
+    texts = ["", "a cat", "caf\u00e9  ", "\U0001f600\n\t\"'", "x" * 3000]
+    for t in texts:
+        got = small.query("select uuid5(?) as u", [t]).to_pylist()[0]["u"]
+        assert got == str(_uuid.uuid5(_uuid.NAMESPACE_DNS, t))
+    check = ("select count(*) as n from prompts "
+             "where uuid_mismatch is distinct from (uuid <> uuid5(prompt))")
+    assert small.query(check).to_pylist() == [{"n": 0}]
+    flagged = small.query("select count(*) as n from prompts where uuid <> uuid5(prompt)")
+    assert flagged.to_pylist() == [{"n": 1}]
+    # the same macro in a plain DuckDB session, from sql-init
+    con = duckdb.connect()
+    body = "\n".join(ln for ln in init_script(small).splitlines() if not ln.startswith("--"))
+    for stmt in body.split(";\n"):
+        if stmt.strip():
+            con.execute(stmt)
+    assert con.execute(check).fetchone()[0] == 0
+
+
 def test_view_files_have_one_line_docs():
     for name, text in view_files():
         first = text.strip().splitlines()[0]
@@ -124,6 +148,6 @@ def test_uuid5_in_sql_matches_python(lake):
     texts = ["", "a", "caf\u00e9  ", "x" * 5000, "\U0001f600\n\t\"'"]
     con = duckdb.connect()
     for t in texts:
-        got = con.execute(f"select {uuid5_sql(sha1_sql('?'))}", [t]).fetchone()[0] if False else \
-            con.execute(f"select {uuid5_sql('h')} from (select {sha1_sql('$1')} as h)", [t]).fetchone()[0]
+        got = con.execute(f"select {uuid5_sql('h')} from (select {sha1_sql('$1')} as h)",
+                          [t]).fetchone()[0]
         assert got == str(_uuid.uuid5(_uuid.NAMESPACE_DNS, t)), t

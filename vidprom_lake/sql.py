@@ -207,8 +207,10 @@ def _database(extension: bool = False) -> duckdb.DuckDBPyConnection:
 
 
 def _temp(stmt: str) -> str:
-    """Every view of a file as a TEMP view (private to its connection in the shared database)."""
-    return re.sub(r"(?m)^(\s*)CREATE OR REPLACE VIEW", r"\1CREATE OR REPLACE TEMP VIEW", stmt)
+    """Every view (and macro) of a file as a TEMP one (private to its connection in the shared
+    database)."""
+    return re.sub(r"(?m)^(\s*)CREATE OR REPLACE (VIEW|MACRO)", r"\1CREATE OR REPLACE TEMP \2",
+                  stmt)
 
 
 def _batches_until(lake: Lake) -> pa.Table:
