@@ -222,3 +222,25 @@ def test_hdf5_missing_dataset(lake, tmp_path):
         h5.create_dataset("vectors_only", data=np.ones((2, 2)))
     with pytest.raises(InputError, match="no uuid dataset"):
         lake.ingest(p)
+
+
+def test_background_hash_gives_the_sha256_and_stops_when_cancelled(tmp_path):
+    import hashlib
+    import threading
+
+    from vidprom_lake.ingest.pipeline import HashCancelled, file_sha256, hash_in_background
+
+    data = bytes(range(256)) * 5000  # several reads of the hash's buffer
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert hash_in_background(path).result() == hashlib.sha256(data).hexdigest()
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(HashCancelled):
+        file_sha256(path, stop=stop)
+    cancelled = hash_in_background(path)
+    cancelled.cancel()  # whether it finished first or stopped, it never hangs or lies
+    try:
+        assert cancelled.result() == hashlib.sha256(data).hexdigest()
+    except HashCancelled:
+        pass

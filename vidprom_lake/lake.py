@@ -664,7 +664,7 @@ class Batch:
     lake: Lake
     kind: str
     source: str | None = None
-    source_sha256: Any = None  # str, or a Future of one (see hash_in_background)
+    source_sha256: Any = None  # str, or a BackgroundHash of one (see hash_in_background)
     params: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
@@ -707,6 +707,8 @@ class Batch:
     def _fail(self, exc: BaseException) -> None:
         """Undo anything half-committed and record the batch as failed, with the error."""
         self._staged.clear()
+        if hasattr(self.source_sha256, "cancel"):  # a hash still running: no one needs it now
+            self.source_sha256.cancel()
         message = f"{type(exc).__name__}: {exc}"[:2000]
         with contextlib.suppress(Exception), write_lock(self.lake.uri, timeout=60):
             self.lake._recover_locked()

@@ -23,7 +23,14 @@ import pyarrow as pa
 from .. import heap, storage
 from ..errors import InputError, SchemaError
 from ..schema import field_meta, vector_field
-from .pipeline import IngestOptions, IngestReport, gc_paused, hash_in_background, read_ahead
+from .pipeline import (
+    BackgroundHash,
+    IngestOptions,
+    IngestReport,
+    gc_paused,
+    hash_in_background,
+    read_ahead,
+)
 
 if TYPE_CHECKING:
     from ..lake import Lake
@@ -292,7 +299,6 @@ class _Vectors:
 
 def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> IngestReport:
     import h5py
-    import lance
 
     t0 = time.perf_counter()
     try:
@@ -312,65 +318,79 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                 "must have one row per prompt", path=path)
         if eds.dtype.kind != "f":
             raise InputError(f"embeddings must be floating point, not {eds.dtype}", path=path)
-        n, dim = int(eds.shape[0]), int(eds.shape[1])
-        model = opts.model or _attr(h5, eds, "model") or (
-            "openai:text-embedding-3-large" if dim == 3072 else "unknown")
-        lookup = _Lookup(_uuids(uds), path)
-        report.rows_read = n
+        # the file's sha256 (for the batch log) from here on, beside the lookup and the write
+        sha = hash_in_background(path)
+        try:
+            return _attach(lake, path, opts, report, uds, eds, sha, t0)
+        except BaseException:
+            sha.cancel()
+            raise
 
-        column = opts.column
-        prompts = lake._open("prompts")
-        field = vector_field(column, dim, opts.dtype, model=model, source=Path(path).name)
-        existing = prompts.schema.field(column) if column in prompts.schema.names else None
-        if existing is not None:
-            meta = field_meta(existing)
-            if not existing.type.equals(field.type):
-                raise SchemaError(
-                    f"column {column!r} holds {existing.type} vectors; this file has {dim}-d "
-                    f"{opts.dtype}: attach it to another column with --column")
-            if meta.get("vidlake:model") and meta["vidlake:model"] != model:
-                raise SchemaError(
-                    f"column {column!r} holds {meta['vidlake:model']} embeddings, not {model}; "
-                    "one embedding space per column: use --column")
 
-        vectors = _Vectors(uds, eds, np.float16 if opts.dtype == "float16" else np.float32, path)
-        with lake.batch("attach-embeddings", source=path, source_sha256=hash_in_background(path),
-                        params={"column": column, "model": model, "dims": dim,
-                                "dtype": opts.dtype}) as b:
-            report.batch_id = b.batch_id
-            if existing is None:
-                slice_rows = max(1, min(opts.chunk_rows, SLICE_BYTES // (dim * eds.dtype.itemsize)))
-                new_frags, schema, matched = _column_files(lake, prompts, field, lookup, vectors,
-                                                           slice_rows, opts)
-                if schema is None:  # empty lake: metadata-only column
-                    b.add_column("prompts", field)
-                else:
-                    b.stage("prompts", lance.LanceOperation.Merge(new_frags, schema),
-                            prompts.version)
+def _attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport, uds: Any,
+            eds: Any, sha: BackgroundHash, t0: float) -> IngestReport:
+    """`attach` once the file's datasets have passed their checks."""
+    import lance
+
+    n, dim = int(eds.shape[0]), int(eds.shape[1])
+    model = opts.model or _attr(eds.file, eds, "model") or (
+        "openai:text-embedding-3-large" if dim == 3072 else "unknown")
+    lookup = _Lookup(_uuids(uds), path)
+    report.rows_read = n
+
+    column = opts.column
+    prompts = lake._open("prompts")
+    field = vector_field(column, dim, opts.dtype, model=model, source=Path(path).name)
+    existing = prompts.schema.field(column) if column in prompts.schema.names else None
+    if existing is not None:
+        meta = field_meta(existing)
+        if not existing.type.equals(field.type):
+            raise SchemaError(
+                f"column {column!r} holds {existing.type} vectors; this file has {dim}-d "
+                f"{opts.dtype}: attach it to another column with --column")
+        if meta.get("vidlake:model") and meta["vidlake:model"] != model:
+            raise SchemaError(
+                f"column {column!r} holds {meta['vidlake:model']} embeddings, not {model}; "
+                "one embedding space per column: use --column")
+
+    vectors = _Vectors(uds, eds, np.float16 if opts.dtype == "float16" else np.float32, path)
+    with lake.batch("attach-embeddings", source=path, source_sha256=sha,
+                    params={"column": column, "model": model, "dims": dim,
+                            "dtype": opts.dtype}) as b:
+        report.batch_id = b.batch_id
+        if existing is None:
+            slice_rows = max(1, min(opts.chunk_rows, SLICE_BYTES // (dim * eds.dtype.itemsize)))
+            new_frags, schema, matched = _column_files(lake, prompts, field, lookup, vectors,
+                                                       slice_rows, opts)
+            if schema is None:  # empty lake: metadata-only column
+                b.add_column("prompts", field)
             else:
-                # The column exists: fill rows still missing it, column-patch style.
-                matched = 0
-                missing = prompts.to_table(columns=["uuid"], filter=f"{_q(column)} IS NULL")
-                keys = missing.column("uuid")
-                step = opts.chunk_rows * 16
-                for start in range(0, len(keys), step):
-                    part = keys.slice(start, step).combine_chunks()
-                    rows = lookup.find(_key_bytes(part))
-                    have = rows >= 0
-                    if not have.any():
-                        continue
-                    upd = pa.table({"uuid": part.filter(pa.array(have)),
-                                    column: vectors(rows[have])})
-                    upd = upd.cast(pa.schema([pa.field("uuid", pa.string()), field]))
-                    matched += b.update_columns("prompts", upd, on="uuid", mode="rewrite_columns")
-                    vectors.release()
-            report.rows_updated = matched
-            report.already_in_lake = matched
-            report.notes.append(
-                f"{matched:,} prompts got {dim}-d embeddings ({model}); "
-                f"{n - matched:,} file rows have no prompt in the lake")
-            b.counts.update({"rows_updated": matched, "rows_read": n,
-                             "not_in_lake": n - matched, "column": column})
+                b.stage("prompts", lance.LanceOperation.Merge(new_frags, schema),
+                        prompts.version)
+        else:
+            # The column exists: fill rows still missing it, column-patch style.
+            matched = 0
+            missing = prompts.to_table(columns=["uuid"], filter=f"{_q(column)} IS NULL")
+            keys = missing.column("uuid")
+            step = opts.chunk_rows * 16
+            for start in range(0, len(keys), step):
+                part = keys.slice(start, step).combine_chunks()
+                rows = lookup.find(_key_bytes(part))
+                have = rows >= 0
+                if not have.any():
+                    continue
+                upd = pa.table({"uuid": part.filter(pa.array(have)),
+                                column: vectors(rows[have])})
+                upd = upd.cast(pa.schema([pa.field("uuid", pa.string()), field]))
+                matched += b.update_columns("prompts", upd, on="uuid", mode="rewrite_columns")
+                vectors.release()
+        report.rows_updated = matched
+        report.already_in_lake = matched
+        report.notes.append(
+            f"{matched:,} prompts got {dim}-d embeddings ({model}); "
+            f"{n - matched:,} file rows have no prompt in the lake")
+        b.counts.update({"rows_updated": matched, "rows_read": n,
+                         "not_in_lake": n - matched, "column": column})
     report.seconds = time.perf_counter() - t0
     return report
 

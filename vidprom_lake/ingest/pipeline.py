@@ -220,35 +220,61 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def hash_in_background(path: str | Path, *, low_priority: bool = False) -> Any:
-    """A Future of the file's sha256, computed in a thread while the ingest reads the file
-    (hashlib releases the GIL on large buffers, so it costs no wall time on two cores).
+class BackgroundHash:
+    """A file's sha256, computed in a thread while the ingest works (hashlib releases the GIL
+    on large buffers, so it costs no wall time on two cores). `result()` waits for it;
+    `cancel()` stops the thread at its next read (a failed ingest does not hash on, and the
+    interpreter does not wait for it at exit)."""
+
+    def __init__(self, path: str | Path, *, low_priority: bool = False):
+        from concurrent.futures import Future
+
+        self._future: Future[str] = Future()
+        self._stop = threading.Event()
+
+        def run() -> None:
+            if low_priority and sys.platform.startswith("linux"):
+                with contextlib.suppress(OSError):  # a thread's own niceness, Linux only
+                    tid = threading.get_native_id()
+                    os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + 10)
+            try:
+                self._future.set_result(file_sha256(path, stop=self._stop))
+            except BaseException as exc:  # handed to whoever waits for the result
+                self._future.set_exception(exc)
+
+        threading.Thread(target=run, name="vidlake-sha256", daemon=True).start()
+
+    def result(self) -> str:
+        return self._future.result()
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+
+def hash_in_background(path: str | Path, *, low_priority: bool = False) -> BackgroundHash:
+    """The file's sha256 as a `BackgroundHash`, started now.
 
     ``low_priority``: on Linux the thread runs at nice +10, so that on a busy machine it takes
     the CPU the ingest's own stages leave (it is needed only at the commit)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def run() -> str:
-        if low_priority and sys.platform.startswith("linux"):
-            with contextlib.suppress(OSError):  # a thread's own niceness, Linux only
-                tid = threading.get_native_id()
-                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + 10)
-        return file_sha256(path)
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidlake-sha256")
-    fut = pool.submit(run)
-    pool.shutdown(wait=False)
-    return fut
+    return BackgroundHash(path, low_priority=low_priority)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 18) -> str:
+class HashCancelled(Exception):
+    """`file_sha256` was asked to stop."""
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 18, *,
+                stop: threading.Event | None = None) -> str:
     """The file's sha256, read into one reused buffer small enough to stay in the CPU's cache
-    (a fresh buffer per read, as ``fh.read`` gives, costs a third more here)."""
+    (a fresh buffer per read, as ``fh.read`` gives, costs a third more here). With `stop`, it
+    gives up (HashCancelled) once that is set."""
     h = hashlib.sha256()
     buf = bytearray(chunk)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as fh:
         while n := fh.readinto(buf):
+            if stop is not None and stop.is_set():
+                raise HashCancelled(str(path))
             h.update(view[:n])
     return h.hexdigest()
 
