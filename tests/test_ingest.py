@@ -229,17 +229,17 @@ def test_background_hash_gives_the_sha256_and_stops_when_cancelled(tmp_path):
     import hashlib
     import threading
 
-    from vidprom_lake.ingest.pipeline import HashCancelled, file_sha256, hash_in_background
+    from vidprom_lake.ingest.pipeline import BackgroundHash, HashCancelled, file_sha256
 
     data = bytes(range(256)) * 5000  # several reads of the hash's buffer
     path = tmp_path / "f.bin"
     path.write_bytes(data)
-    assert hash_in_background(path).result() == hashlib.sha256(data).hexdigest()
+    assert BackgroundHash(path).result() == hashlib.sha256(data).hexdigest()
     stop = threading.Event()
     stop.set()
     with pytest.raises(HashCancelled):
         file_sha256(path, stop=stop)
-    cancelled = hash_in_background(path)
+    cancelled = BackgroundHash(path)
     cancelled.cancel()  # whether it finished first or stopped, it never hangs or lies
     with contextlib.suppress(HashCancelled):
         assert cancelled.result() == hashlib.sha256(data).hexdigest()

@@ -664,7 +664,7 @@ class Batch:
     lake: Lake
     kind: str
     source: str | None = None
-    source_sha256: Any = None  # str, or a BackgroundHash of one (see hash_in_background)
+    source_sha256: Any = None  # str, or an ingest.pipeline.BackgroundHash of one
     params: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)

@@ -28,7 +28,6 @@ from .pipeline import (
     IngestOptions,
     IngestReport,
     gc_paused,
-    hash_in_background,
     read_ahead,
 )
 
@@ -319,7 +318,7 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
         if eds.dtype.kind != "f":
             raise InputError(f"embeddings must be floating point, not {eds.dtype}", path=path)
         # the file's sha256 (for the batch log) from here on, beside the lookup and the write
-        sha = hash_in_background(path)
+        sha = BackgroundHash(path)
         try:
             return _attach(lake, path, opts, report, uds, eds, sha, t0)
         except BaseException:

@@ -224,7 +224,10 @@ class BackgroundHash:
     """A file's sha256, computed in a thread while the ingest works (hashlib releases the GIL
     on large buffers, so it costs no wall time on two cores). `result()` waits for it;
     `cancel()` stops the thread at its next read (a failed ingest does not hash on, and the
-    interpreter does not wait for it at exit)."""
+    interpreter does not wait for it at exit).
+
+    ``low_priority``: on Linux the thread runs at nice +10, so that on a busy machine it takes
+    the CPU the ingest's own stages leave (it is needed only at the commit)."""
 
     def __init__(self, path: str | Path, *, low_priority: bool = False):
         from concurrent.futures import Future
@@ -249,14 +252,6 @@ class BackgroundHash:
 
     def cancel(self) -> None:
         self._stop.set()
-
-
-def hash_in_background(path: str | Path, *, low_priority: bool = False) -> BackgroundHash:
-    """The file's sha256 as a `BackgroundHash`, started now.
-
-    ``low_priority``: on Linux the thread runs at nice +10, so that on a busy machine it takes
-    the CPU the ingest's own stages leave (it is needed only at the commit)."""
-    return BackgroundHash(path, low_priority=low_priority)
 
 
 class HashCancelled(Exception):
@@ -700,7 +695,7 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
             pass
         report.dry_run = True
     else:
-        sha = hash_in_background(path, low_priority=True) if Path(path).is_file() else None
+        sha = BackgroundHash(path, low_priority=True) if Path(path).is_file() else None
         with gc_paused(), heap.reuse(), lake.batch("ingest", source=path, source_sha256=sha,
                                                    params=params) as b:
             report.batch_id = b.batch_id
