@@ -166,6 +166,12 @@ class Lake:
             raise VidlakeError(f"unknown table {table!r}; the lake has {', '.join(TABLES)}")
         return storage.join(self.uri, f"{table}.lance")
 
+    def write_behind(self, table: str) -> contextlib.AbstractContextManager[None]:
+        """For a bulk write into `table`: the data files written while the block runs go to
+        disk and out of the page cache as they grow (`storage.write_behind`), so they are on
+        disk before the commit and the writer keeps reusing the same cache pages."""
+        return storage.write_behind(storage.join(self.table_uri(table), "data"))
+
     def _open(self, table: str, version: int | None = None) -> lance.LanceDataset:
         import lance
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .. import heap, storage
+from .. import heap
 from ..errors import InputError, SchemaError
 from ..schema import field_meta, vector_field
 from .pipeline import (
@@ -406,8 +406,7 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
     new_frags: list[Any] = []
     schema = None
     done = matched = 0
-    with gc_paused(), heap.reuse(), storage.write_behind(
-            storage.join(lake.table_uri("prompts"), "data")):
+    with gc_paused(), heap.reuse(), lake.write_behind("prompts"):
         for frag in ds.get_fragments():
             rows = lookup.find(_key_bytes(frag.to_table(columns=["uuid"]).column(0)))
             matched += int((rows >= 0).sum())

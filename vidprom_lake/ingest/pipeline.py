@@ -696,8 +696,10 @@ def run(lake: Lake, q: SourceQuery, path: str, fmt: str, opts: IngestOptions,
         report.dry_run = True
     else:
         sha = BackgroundHash(path, low_priority=True) if Path(path).is_file() else None
-        with gc_paused(), heap.reuse(), lake.batch("ingest", source=path, source_sha256=sha,
-                                                   params=params) as b:
+        # write_behind: ~7% off a full VidProM CSV ingest (the page cache copy of Lance's
+        # output goes to fresh pages otherwise; see `storage.write_behind`)
+        with gc_paused(), heap.reuse(), lake.write_behind("prompts"), lake.batch(
+                "ingest", source=path, source_sha256=sha, params=params) as b:
             report.batch_id = b.batch_id
             # the batches are cleaned in a thread while Lance encodes and writes the last
             b.append("prompts", read_ahead(
