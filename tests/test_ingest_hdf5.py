@@ -122,6 +122,29 @@ def test_nan_in_a_later_slice_names_its_row_and_commits_nothing(two_fragments, t
     assert (lake.log()[-1].kind, lake.log()[-1].status) == ("attach-embeddings", "failed")
 
 
+@pytest.mark.parametrize("bad_fragment", [1, 3])
+def test_a_bad_row_in_a_fragment_written_alongside_others_is_the_error(tmp_path, bad_fragment):
+    """Fragments are written two at a time: the failure of one stops the others, and the error
+    raised is the bad row's, whichever fragment it is in (never the others' stop)."""
+    lake = create_lake(tmp_path / "lake")
+    for k, n in enumerate((400, 30, 30, 30)):
+        lake.ingest(str(synth.write_vidprom_csv(tmp_path / f"{k}.csv", n, seed=40 + k)))
+    frags = lake.dataset("prompts").get_fragments()
+    assert [f.count_rows() for f in frags] == [400, 30, 30, 30]
+    uuids = lake.dataset("prompts").to_table(columns=["uuid"]).column("uuid").to_pylist()
+    vecs = np.ones((len(uuids), DIM), "float32")
+    bad = 400 + 30 * (bad_fragment - 1) + 2  # lake order = file order here
+    vecs[bad, 1] = np.nan
+    before = lake.dataset("prompts").version
+    with pytest.raises(InputError, match=rf"row {bad}: embedding of uuid {uuids[bad]} has NaN"):
+        lake.ingest(str(_h5(tmp_path / "e.h5", uuids, vecs)), chunk_rows=4)
+    assert lake.dataset("prompts").version == before
+    assert "embedding" not in lake.dataset("prompts").schema.names
+    vecs[bad, 1] = 0.5  # the rerun, with the row mended, lands whole
+    r = lake.ingest(str(_h5(tmp_path / "e2.h5", uuids, vecs)), chunk_rows=4)
+    assert r.rows_updated == len(uuids) and lake.count(where="embedding IS NULL") == 0
+
+
 def test_float16_overflow_names_its_row_never_stores_inf(two_fragments, tmp_path):
     lake, uuids = two_fragments
     vecs = np.ones((len(uuids), DIM), "float32")

@@ -325,9 +325,10 @@ def test_kill_csv_ingest(corpus: dict[str, Any], tmp_path: Path, spec: dict[str,
 
 # ---------------------------------------------------------------------- HDF5 attach kills
 H5_POINTS = [
-    # 128-row slices: the 400-row fragment takes reads 1-4, so the 6th is inside the
-    # 1500-row one, with the first fragment's vector file written (and never committed)
-    pytest.param({"point": "vectors", "nth": 6, "chunk_rows": 128}, "before",
+    # 128-row slices: the 400-row fragment takes 4 reads, the 1500-row one 12, written at
+    # once (two threads); the 15th read is inside the 1500-row one, long after the first
+    # fragment's last read, so its vector file is written (and never committed)
+    pytest.param({"point": "vectors", "nth": 15, "chunk_rows": 128}, "before",
                  id="a-writing-vector-files"),
     pytest.param({"point": "data-commit", "nth": 1}, "before", id="b-after-data-commit"),
     pytest.param({"point": "log-event", "nth": 1}, "after", id="c-after-log-event"),
