@@ -100,3 +100,60 @@ def test_get_prompt_with_vectors(indexed, tmp_path):
     assert "embedding" not in plain and len(full["embedding"]) == 4
     assert {k: v for k, v in full.items() if k != "embedding"} == plain
     assert pa.array(full["embedding"], pa.float32()).null_count == 0
+
+
+def test_rows_added_to_an_indexed_table_get_a_delta_segment_then_a_rebuild(indexed, tmp_path,
+                                                                         monkeypatch):
+    """Each small ingest indexes only its own fragments (one segment more); at the segment
+    limit, or when the new rows are a big part of the table, the index is rebuilt whole."""
+    monkeypatch.setattr(lake_mod, "KEY_INDEX_MAX_SEGMENTS", 3)
+
+    def segments(lake) -> list[list[int]]:
+        (idx,) = [d for d in lake.dataset("prompts").describe_indices() if d.name == "uuid_idx"]
+        assert idx.num_rows_indexed == lake.dataset("prompts").count_rows()
+        return [sorted(s.fragment_ids) for s in idx.segments]
+
+    lake = indexed
+    first = segments(lake)
+    assert len(first) == 1
+    added: list[str] = []
+    for k in range(3):
+        before = set(_uuids(lake))
+        lake.ingest(synth.write_vidprom_csv(tmp_path / f"d{k}.csv", 20, seed=70 + k))
+        added += [u for u in _uuids(lake) if u not in before]
+        segs = segments(lake)
+        if k < 2:  # one more segment, over the new fragment only; the old ones untouched
+            assert segs[: len(first) + k] == first + [s for s in segs[len(first):len(first) + k]]
+            assert len(segs) == len(first) + k + 1 and len(segs[-1]) == 1
+        else:  # three segments already: rebuilt as one
+            assert len(segs) == 1
+    for u in added:  # every added row is found through the index
+        assert lake.get_prompt(u)["uuid"] == u
+    # new rows over a quarter of the table: rebuilt too, not a delta
+    n = lake.dataset("prompts").count_rows()
+    lake.ingest(synth.write_vidprom_csv(tmp_path / "big.csv", n // 2, seed=90))
+    assert len(segments(lake)) == 1
+
+
+def test_a_small_file_into_an_indexed_lake_asks_the_index_for_its_keys(indexed, tmp_path,
+                                                                      monkeypatch):
+    """The keys of a small file are looked up through the uuid index (the lake's keys are
+    not all read), with the same answers: rows the lake has are skipped, new ones added."""
+    from vidprom_lake.ingest import pipeline
+
+    monkeypatch.setattr(pipeline._Seen, "PROBE_RATIO", 1)
+    read_all: list[int] = []
+    load = pipeline._Seen._load
+    monkeypatch.setattr(pipeline._Seen, "_load", lambda self: (read_all.append(1), load(self)))
+    old = (tmp_path / "p0.csv").read_text()  # 120 rows the lake has
+    new = synth.write_vidprom_csv(tmp_path / "n.csv", 30, seed=77).read_text()
+    both = tmp_path / "both.csv"
+    both.write_text(new + old.split("\n", 1)[1])  # one header, 30 new rows then 120 old ones
+    n0 = indexed.dataset("prompts").count_rows()
+    r = indexed.ingest(both)
+    assert (r.rows_added, r.already_in_lake) == (30, 120) and not read_all
+    assert indexed.dataset("prompts").count_rows() == n0 + 30
+    assert indexed.ingest(both).rows_added == 0 and not read_all  # idempotent, still probed
+    # a file as big as the lake reads the lake's keys once instead
+    monkeypatch.setattr(pipeline._Seen, "PROBE_RATIO", 20)
+    assert indexed.ingest(both).rows_added == 0 and read_all == [1]
