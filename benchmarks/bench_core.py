@@ -5,7 +5,8 @@
     python benchmarks/bench_core.py --steps ingest,query  # a subset (ingest,query,lookup,embed)
 
 1. CSV ingest (`lake.ingest(csv)`: parse, uuid5 check, cleaning, flags, Lance write, one
-   batch) vs DuckDB's own `COPY (SELECT * FROM read_csv(csv)) TO 'x.parquet'`.
+   batch) vs DuckDB's own `COPY (SELECT * FROM read_csv(csv)) TO 'x.parquet'`, each side's
+   libraries imported before its clock starts (their load times are shown apart).
    Targets: <= 3x DuckDB's time; peak RSS < 3 GB.
 2. Analytic queries through `lake.query(sql)` (fresh connection + views each call, as the
    CLI does) vs the same view definitions and SQL over a Parquet copy of the tables, also
@@ -93,20 +94,32 @@ def step_gen(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def step_ingest_lake(a: dict[str, Any]) -> dict[str, Any]:
+    # The libraries are loaded before the clock starts, as DuckDB's are on the other side
+    # (its step imports duckdb first): the figure compares the work on the file. Their load
+    # time is kept apart ("imports") and shown in the notes; kernels and data stay timed.
+    i0 = time.perf_counter()
+    import duckdb  # noqa: F401
+    import numba  # noqa: F401
+
+    import vidprom_lake.ingest.pipeline  # noqa: F401
+    import vidprom_lake.ingest.sources  # noqa: F401
     from vidprom_lake import create_lake
 
+    imports = time.perf_counter() - i0
     shutil.rmtree(a["lake"], ignore_errors=True)
     lake = create_lake(a["lake"])
     t0, c0 = time.perf_counter(), time.process_time()
     rep = lake.ingest(a["csv"])
     secs = time.perf_counter() - t0
     return {"seconds": secs, "cpu": time.process_time() - c0, "rows_added": rep.rows_added, "rows_read": rep.rows_read,
-            "mismatches": rep.uuid_mismatches, "skipped": rep.skipped_total}
+            "mismatches": rep.uuid_mismatches, "skipped": rep.skipped_total, "imports": imports}
 
 
 def step_duckdb_parquet(a: dict[str, Any]) -> dict[str, Any]:
+    i0 = time.perf_counter()
     import duckdb
 
+    imports = time.perf_counter() - i0
     out = a["parquet"]
     Path(out).unlink(missing_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -115,7 +128,7 @@ def step_duckdb_parquet(a: dict[str, Any]) -> dict[str, Any]:
     secs = time.perf_counter() - t0
     cpu = time.process_time() - c0
     n = con.execute(f"select count(*) from read_parquet('{out}')").fetchone()[0]
-    return {"seconds": secs, "cpu": cpu, "rows": n}
+    return {"seconds": secs, "cpu": cpu, "rows": n, "imports": imports}
 
 
 def step_export_parquet(a: dict[str, Any]) -> dict[str, Any]:
@@ -676,6 +689,16 @@ def render(R: dict[str, Any], a: argparse.Namespace) -> str:
                      f"DuckDB {secs_list(ing['duckdb'])} s. "
                      f"prompts.lance {ing['lake_bytes'] / 1e6:.0f} MB, DuckDB's Parquet "
                      f"{ing['parquet_bytes'] / 1e6:.0f} MB.")
+        if all("imports" in x for x in ing["lake"] + ing["duckdb"]):
+            li = med([x["imports"] for x in ing["lake"]])
+            di = med([x["imports"] for x in ing["duckdb"]])
+            notes.append(
+                f"- Both sides load their libraries before the clock starts (DuckDB's step "
+                f"always imported duckdb first; since 2026-12-03 18:00 the lake's step also "
+                f"imports duckdb, numba and its ingest modules first): lake {li:.2f} s, DuckDB "
+                f"{di:.2f} s (medians). With those loads counted on both sides the ratio is "
+                f"{(ls + li) / (ds + di):.2f}x. Everything that depends on the file (numba's "
+                f"kernels loaded from their cache, DuckDB's connection) stays timed.")
     if "query" in R:
         q = R["query"]
         for name in QUERIES:
