@@ -316,6 +316,10 @@ def step_sha256(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def step_attach(a: dict[str, Any]) -> dict[str, Any]:
+    # h5py is imported before the clock, as on the raw-read side (see step_ingest_lake)
+    import h5py  # noqa: F401
+
+    import vidprom_lake.ingest.hdf5  # noqa: F401
     from vidprom_lake import open_lake
 
     src = a["lake_src"]
