@@ -278,7 +278,7 @@ class _Vectors:
 
     def release(self) -> None:
         """Unmap every range handed out (once Lance has written them)."""
-        while self._handed:
+        while self._handed and self.mapping is not None:  # (only a mapping hands ranges out)
             self.mapping.release(*self._handed.pop(0))
 
     def _arrow(self, rows: np.ndarray, got: np.ndarray | None = None) -> pa.FixedSizeListArray:
@@ -431,7 +431,6 @@ def _column_files(lake: Lake, ds: Any, field: pa.Field, lookup: _Lookup, vectors
 
     def column_file(frag: Any) -> tuple[Any, Any, int]:
         """Write `frag`'s new column file: (its new metadata, the new schema, rows matched)."""
-        nonlocal done
         rows = lookup.find(_key_bytes(frag.to_table(columns=["uuid"]).column(0)))
         vec = vectors.fork()
         failure: list[BaseException] = []
