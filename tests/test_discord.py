@@ -193,6 +193,28 @@ def test_uuids_agree_with_vidprom_csv(lake, tmp_path):
     assert rj.already_in_lake == len(plain) and rj.rows_added == 0
 
 
+def test_an_export_into_an_indexed_lake_asks_the_index_and_extends_it(lake, tmp_path,
+                                                                     monkeypatch):
+    """The daily-export case: the export's prompts are looked up through the lake's uuid index
+    (the lake's keys are not all read), and the index covers the new rows after the commit."""
+    from vidprom_lake.ingest import pipeline
+
+    csv_path = synth.write_vidprom_csv(tmp_path / "VidProM_unique.csv", 60, seed=4)
+    lake.ingest(csv_path)
+    with lake.batch("index") as b:
+        assert b.refresh_key_index("prompts", "uuid", min_rows=0)
+    monkeypatch.setattr(pipeline.LakeKeys, "PROBE_RATIO", 1)
+    monkeypatch.setattr(pipeline.LakeKeys, "_load", lambda self: pytest.fail("read every key"))
+    old = lake.dataset("prompts").to_table(columns=["prompt"]).column("prompt").to_pylist()
+    known = [p for p in old if "\n" not in p and "&" not in p and "<" not in p and "*" not in p][:3]
+    msgs = [Msg("pika", f"**{p}** - <@carol>") for p in [*known, "a heron at dawn"]]
+    r = lake.ingest(write(tmp_path / "day.json", json_export(msgs)))
+    assert (r.already_in_lake, r.rows_added) == (len(known), 1)
+    (idx,) = [d for d in lake.dataset("prompts").describe_indices() if d.name == "uuid_idx"]
+    assert idx.num_rows_indexed == lake.dataset("prompts").count_rows() == 61
+    assert lake.get_prompt(u5("a heron at dawn"))["prompt"] == "a heron at dawn"
+
+
 def test_folder_aggregates_across_channels(lake, tmp_path):
     folder = tmp_path / "exports"
     folder.mkdir()

@@ -141,10 +141,10 @@ def test_a_small_file_into_an_indexed_lake_asks_the_index_for_its_keys(indexed, 
     not all read), with the same answers: rows the lake has are skipped, new ones added."""
     from vidprom_lake.ingest import pipeline
 
-    monkeypatch.setattr(pipeline._Seen, "PROBE_RATIO", 1)
+    monkeypatch.setattr(pipeline.LakeKeys, "PROBE_RATIO", 1)
     read_all: list[int] = []
-    load = pipeline._Seen._load
-    monkeypatch.setattr(pipeline._Seen, "_load", lambda self: (read_all.append(1), load(self)))
+    load = pipeline.LakeKeys._load
+    monkeypatch.setattr(pipeline.LakeKeys, "_load", lambda self: (read_all.append(1), load(self)))
     old = (tmp_path / "p0.csv").read_text()  # 120 rows the lake has
     new = synth.write_vidprom_csv(tmp_path / "n.csv", 30, seed=77).read_text()
     both = tmp_path / "both.csv"
@@ -155,5 +155,5 @@ def test_a_small_file_into_an_indexed_lake_asks_the_index_for_its_keys(indexed, 
     assert indexed.dataset("prompts").count_rows() == n0 + 30
     assert indexed.ingest(both).rows_added == 0 and not read_all  # idempotent, still probed
     # a file as big as the lake reads the lake's keys once instead
-    monkeypatch.setattr(pipeline._Seen, "PROBE_RATIO", 20)
+    monkeypatch.setattr(pipeline.LakeKeys, "PROBE_RATIO", 20)
     assert indexed.ingest(both).rows_added == 0 and read_all == [1]

@@ -43,13 +43,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
 import pyarrow as pa
 
 from ..errors import InputError, VidlakeError
 from ..schema import PROMPTS_SCHEMA, TIME_TYPE
 from .clean import clean_select, finish_clean, uuid5
-from .pipeline import BATCH_ROWS, IngestOptions, IngestReport, file_sha256
+from .normalise import hash_keys
+from .pipeline import BATCH_ROWS, IngestOptions, IngestReport, LakeKeys, file_sha256
 
 if TYPE_CHECKING:
     from ..lake import Lake
@@ -597,7 +597,7 @@ def _aggregate_sql(spill_path: str) -> str:
     ) + " ORDER BY first"
 
 
-def _rows(con: Any, spill_path: str, lake_uuids: np.ndarray, report: DiscordReport,
+def _rows(con: Any, spill_path: str, seen: LakeKeys, report: DiscordReport,
           source: str, batch_id: str) -> Iterator[pa.RecordBatch]:
     reader = con.execute(_aggregate_sql(spill_path)).to_arrow_reader(BATCH_ROWS)
     for batch in reader:
@@ -606,13 +606,8 @@ def _rows(con: Any, spill_path: str, lake_uuids: np.ndarray, report: DiscordRepo
         cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         occ = cols["occurrences"].to_numpy()
         report.duplicates_in_file += int(occ.sum()) - n
-        uuids = np.array(cols["uuid"].to_numpy(zero_copy_only=False), dtype="U36")
-        if len(lake_uuids):
-            pos = np.searchsorted(lake_uuids, uuids)
-            pos[pos >= len(lake_uuids)] = 0
-            known = lake_uuids[pos] == uuids
-        else:
-            known = np.zeros(n, dtype=bool)
+        keys = cols["uuid"]
+        known = seen.in_lake(hash_keys(keys), keys)
         report.already_in_lake += int(known.sum())
         if known.any():
             batch = batch.filter(pa.array(~known))
@@ -678,7 +673,7 @@ def read_exports(lake: Lake, path: str, opts: IngestOptions, report: IngestRepor
         con.execute(f"SET temp_directory = '{tmp}'")
         con.execute("SET memory_limit = '256MB'")
         con.execute("SET preserve_insertion_order = false")
-        lake_uuids = lake.uuid_index()
+        seen = LakeKeys(lake)
         params = {"format": report.format, "source": cfg.source, "files": len(files),
                   "bot": cfg.bot, "prompt_pattern": opts.prompt_pattern,
                   "since": cfg.since.isoformat() if cfg.since else None,
@@ -687,7 +682,7 @@ def read_exports(lake: Lake, path: str, opts: IngestOptions, report: IngestRepor
                   "author_hash": "hmac-sha256 (salted)" if cfg.salt else "sha256",
                   "skip_bad": cfg.skip_bad, "max_prompt_chars": cfg.max_chars}
         if opts.dry_run:
-            for _ in _rows(con, spill.path, lake_uuids, rep, cfg.source, "dry-run"):
+            for _ in _rows(con, spill.path, seen, rep, cfg.source, "dry-run"):
                 pass
             rep.dry_run = True
         else:
@@ -695,9 +690,11 @@ def read_exports(lake: Lake, path: str, opts: IngestOptions, report: IngestRepor
             with lake.batch("ingest", source=path, source_sha256=sha,
                             params={k: v for k, v in params.items() if v is not None}) as b:
                 rep.batch_id = b.batch_id
-                b.append("prompts", _rows(con, spill.path, lake_uuids, rep, cfg.source,
+                b.append("prompts", _rows(con, spill.path, seen, rep, cfg.source,
                                           b.batch_id))
                 b.counts.update(rep.counts())
+                if rep.rows_added:  # the uuid index covers the new rows, in the same commit
+                    b.index_keys_at_commit("prompts", "uuid")
         with contextlib.suppress(Exception):
             con.close()
     rep.notes.insert(0, rep.summary())

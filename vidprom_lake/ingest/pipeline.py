@@ -433,7 +433,7 @@ def _validate(
     return batch
 
 
-class _Seen:
+class LakeKeys:
     """Which keys the lake already has.
 
     A small file into a big indexed lake (a day's export into VidProM's 1.67M prompts) asks
@@ -449,7 +449,7 @@ class _Seen:
     PROBE_KEYS = 10_000
     PROBE_RATIO = 20
 
-    def __init__(self, lake: Lake, con: duckdb.DuckDBPyConnection):
+    def __init__(self, lake: Lake):
         self.ds = lake.dataset("prompts")
         self.n = self.ds.count_rows()
         self.indexed = self.n > 0 and any(
@@ -564,7 +564,7 @@ def _new_rows(lake: Lake, q: SourceQuery, path: str, opts: IngestOptions,
     import duckdb
 
     sql = _full_sql(q)
-    seen = _Seen(lake, q.con)
+    seen = LakeKeys(lake)
     file_keys = _FileKeys()
     try:
         # A streamed result is computed by all of DuckDB's threads ahead of the reader, up
