@@ -698,7 +698,7 @@ def render(R: dict[str, Any], a: argparse.Namespace) -> str:
             di = med([x["imports"] for x in ing["duckdb"]])
             notes.append(
                 f"- Both sides load their libraries before the clock starts (DuckDB's step "
-                f"always imported duckdb first; since 2026-12-03 18:00 the lake's step also "
+                f"always imported duckdb first; since 2026-12-03 17:30 UTC the lake's step also "
                 f"imports duckdb, numba and its ingest modules first): lake {li:.2f} s, DuckDB "
                 f"{di:.2f} s (medians). With those loads counted on both sides the ratio is "
                 f"{(ls + li) / (ds + di):.2f}x. Everything that depends on the file (numba's "

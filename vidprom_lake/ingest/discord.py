@@ -48,7 +48,6 @@ import pyarrow as pa
 from ..errors import InputError, VidlakeError
 from ..schema import PROMPTS_SCHEMA, TIME_TYPE
 from .clean import clean_select, finish_clean, uuid5
-from .normalise import hash_keys
 from .pipeline import BATCH_ROWS, IngestOptions, IngestReport, LakeKeys, file_sha256
 
 if TYPE_CHECKING:
@@ -606,8 +605,7 @@ def _rows(con: Any, spill_path: str, seen: LakeKeys, report: DiscordReport,
         cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         occ = cols["occurrences"].to_numpy()
         report.duplicates_in_file += int(occ.sum()) - n
-        keys = cols["uuid"]
-        known = seen.in_lake(hash_keys(keys), keys)
+        known = seen.in_lake(cols["uuid"])
         report.already_in_lake += int(known.sum())
         if known.any():
             batch = batch.filter(pa.array(~known))

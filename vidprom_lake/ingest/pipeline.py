@@ -457,16 +457,17 @@ class LakeKeys:
         self.lake_h: np.ndarray | None = None
         self.lake_u: pa.Array | None = None
 
-    def in_lake(self, hk: np.ndarray, keys: pa.Array) -> np.ndarray:
+    def in_lake(self, keys: pa.Array, hk: np.ndarray | None = None) -> np.ndarray:
+        """Which `keys` the lake has; `hk` (their `hash_keys`) if the caller has them."""
         if not self.n:
-            return np.zeros(len(hk), dtype=bool)
+            return np.zeros(len(keys), dtype=bool)
         if (self.lake_h is None and self.indexed and len(keys) <= self.PROBE_KEYS
                 and len(keys) * self.PROBE_RATIO <= self.n and not keys.null_count
                 and canonical_uuids(keys).all()):  # canonical: nothing to quote in the filter
             return self._probe(keys)
         if self.lake_h is None:
             self._load()
-        return self._in_table(hk, keys)
+        return self._in_table(hash_keys(keys) if hk is None else hk, keys)
 
     def _probe(self, keys: pa.Array) -> np.ndarray:
         listed = ", ".join(f"'{k}'" for k in pc.unique(keys).to_pylist())
@@ -601,7 +602,7 @@ def _new_rows(lake: Lake, q: SourceQuery, path: str, opts: IngestOptions,
         cols = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         key = cols["_key"]
         hk = hash_keys(key)
-        keep = ~seen.in_lake(hk, key)
+        keep = ~seen.in_lake(key, hk)
         report.already_in_lake += int((~keep).sum())
         # within-file duplicates (only possible when the format does not aggregate): the first
         # occurrence of a key is kept; a later one is a repeat (same text) or a conflict
