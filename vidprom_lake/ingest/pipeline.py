@@ -302,6 +302,18 @@ def _full_sql(q: SourceQuery) -> str:
     return f"SELECT *, hash(prompt) AS _hprompt FROM ({keyed}) AS k"
 
 
+def parse_threads() -> int:
+    """DuckDB's threads for a streamed parse: half the cores this process may run on, at least
+    one. The parse is one stage of a chain whose other stages (keys, cleaning, Lance's encoder)
+    keep the other cores busy; on two cores DuckDB's default of one thread a core made a full
+    VidProM CSV ingest take ~8% more CPU and wall time (2026-12-03, benchmarks/results/core.md)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
 def _fetch(reader: pa.RecordBatchReader, q: SourceQuery, path: str) -> Iterator[pa.RecordBatch]:
     """The batches of the query's result, a DuckDB error turned into an InputError."""
     import duckdb
@@ -568,9 +580,11 @@ def _new_rows(lake: Lake, q: SourceQuery, path: str, opts: IngestOptions,
     seen = LakeKeys(lake)
     file_keys = _FileKeys()
     try:
-        # A streamed result is computed by all of DuckDB's threads ahead of the reader, up
-        # to this buffer, so parsing overlaps the stages after it.
+        # A streamed result is computed by DuckDB's threads ahead of the reader, up to this
+        # buffer, so parsing overlaps the stages after it.
         q.con.execute("SET streaming_buffer_size = '16MB'")
+        if not q.aggregate:  # (an aggregate is computed whole before its first row: all cores)
+            q.con.execute(f"SET threads = {parse_threads()}")
         reader = q.con.execute(sql).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
         raise (q.error_hint(exc) if q.error_hint else InputError(str(exc), path=path)) from exc
