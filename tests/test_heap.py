@@ -1,0 +1,84 @@
+"""The memory and thread settings a bulk write runs under (heap.py, pipeline.parse_threads)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from vidprom_lake import heap
+from vidprom_lake.ingest import pipeline, sources
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux") or heap._libc() is None,
+                                reason="PR_SET_THP_DISABLE is a Linux prctl (glibc)")
+
+
+def thp_disabled() -> int:
+    return heap._libc().prctl(heap._PR_GET_THP_DISABLE, 0, 0, 0, 0)
+
+
+@linux_only
+def test_small_pages_turns_huge_pages_off_and_back_on():
+    assert thp_disabled() == 0
+    with heap.small_pages():
+        assert thp_disabled() == 1
+        with heap.small_pages():  # nested: the inner block must not turn them back on
+            assert thp_disabled() == 1
+        assert thp_disabled() == 1
+    assert thp_disabled() == 0
+    with pytest.raises(RuntimeError), heap.reuse():
+        assert thp_disabled() == 1
+        raise RuntimeError("boom")
+    assert thp_disabled() == 0
+
+
+@linux_only
+def test_csv_ingest_writes_with_small_pages_and_restores_them(lake, tmp_path, monkeypatch):
+    seen: list[int] = []
+    write_rows = type(lake).write_rows
+
+    def spy(self, *args, **kwargs):
+        seen.append(thp_disabled())
+        return write_rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(lake), "write_rows", spy)
+    path = tmp_path / "p.csv"
+    path.write_text("prompt\nhello\nworld\n", encoding="utf-8")
+    lake.ingest(path, format="csv")
+    assert seen == [1] and thp_disabled() == 0
+    assert lake.count() == 2
+
+
+def test_parse_threads_is_half_the_cores_at_least_one(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert pipeline.parse_threads() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert pipeline.parse_threads() == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert pipeline.parse_threads() == 1
+
+
+def test_streamed_parse_uses_parse_threads_and_aggregates_all(lake, vidprom_csv, tmp_path,
+                                                              monkeypatch):
+    import duckdb
+
+    cons = []
+    connect = sources._connect
+
+    def keep():
+        con = connect()
+        cons.append(con)
+        return con
+
+    def threads(con) -> int:
+        return con.execute("select current_setting('threads')").fetchone()[0]
+
+    monkeypatch.setattr(sources, "_connect", keep)
+    monkeypatch.setattr(pipeline, "parse_threads", lambda: 1)
+    lake.ingest(vidprom_csv)  # streamed: DuckDB parses beside the other stages
+    generic = tmp_path / "p.csv"
+    generic.write_text("prompt\nhello\nworld\n", encoding="utf-8")
+    lake.ingest(generic, format="csv")  # grouped by uuid before the first row: every core
+    assert [threads(c) for c in cons] == [1, threads(duckdb.connect())]
+    assert lake.count() == 202
