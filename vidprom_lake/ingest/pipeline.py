@@ -568,7 +568,7 @@ def stream_new_rows(
     """The rows of `q` that the lake lacks, validated and shaped as the prompts schema.
 
     A chain of stages, each a thread a couple of batches ahead of the next, so that on two
-    cores they overlap instead of waiting on each other: DuckDB's parse (its own threads),
+    cores they overlap instead of waiting on each other: DuckDB's parse (`parse_threads`),
     the keys (`_new_rows`: times, validation, uuid5, dedup), then the cleaned text and flags
     here, in the caller's thread (the ingest runs this in one more, beside Lance's write).
     """
