@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     import lance
     import polars as pl
 
+    from .keyset import KeySet
+
 DATA_TABLES = ("prompts", "videos")
 #: Rows per data file of an append. Small enough that enrichers can rewrite one fragment's
 #: column as one resumable chunk; large enough that scans stay fast.
@@ -519,15 +521,13 @@ class Lake:
 
         return diff(self, a, b)
 
-    def uuid_index(self) -> Any:
-        """Every uuid in the prompts table, as a sorted numpy array for fast membership tests."""
-        import numpy as np
+    def uuid_index(self) -> KeySet:
+        """Every uuid in the prompts table, for membership tests one key at a time (`KeySet`:
+        60 MB at 1.67M uuids). Batches of keys are better asked through
+        `ingest.pipeline.LakeKeys`, which can use the uuid index instead of reading them all."""
+        from .keyset import KeySet
 
-        ds = self.dataset("prompts")
-        arr = ds.to_table(columns=["uuid"]).column("uuid")
-        out = np.array(arr.to_numpy(zero_copy_only=False), dtype="U36")
-        out.sort()
-        return out
+        return KeySet.of_arrow(self.dataset("prompts").to_table(columns=["uuid"]).column("uuid"))
 
 
 def _warm_lookups(ds: lance.LanceDataset, columns: list[str]) -> None:

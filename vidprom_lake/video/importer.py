@@ -484,17 +484,6 @@ def load_mapping(path: str | os.PathLike[str]) -> Mapping:
 
 
 # ---------------------------------------------------------------------- import
-class _UuidSet:
-    def __init__(self, sorted_uuids: np.ndarray):
-        self.arr = sorted_uuids
-
-    def __contains__(self, uuid: str) -> bool:
-        import numpy as np
-
-        i = int(np.searchsorted(self.arr, uuid))
-        return i < len(self.arr) and self.arr[i] == uuid
-
-
 def existing_video_ids(lake: Lake, models: Iterable[str] | None = None) -> set[str]:
     """video_ids already in the lake, read at the lake's *current* head (not the head a
     long-lived Lake object cached), so videos other processes added since count too."""
@@ -600,7 +589,7 @@ def import_videos(
         report.rejected.extend(mp.rejected)
     # with --source every uuid comes from the lake's rows: no need to load all of them
     uuids: Any = (set(mp.ids.values()) if source is not None
-                  else _UuidSet(current(lake).uuid_index()))
+                  else current(lake).uuid_index())
     existing = existing_video_ids(lake, [model] if model else None)
     params = {"paths": plist, "model": model, "mapping": os.fspath(mapping) if mapping else None,
               "verify": verify, "chunk": chunk, **({"source": source} if source else {})}

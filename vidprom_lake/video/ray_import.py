@@ -122,20 +122,6 @@ def piece_members(piece: Piece) -> Iterator[Any]:
         yield from iter_members(list(piece.names))
 
 
-class _Sorted:
-    """Membership in a sorted numpy array of strings (uuids, video ids) shared through Ray's
-    object store: one copy per node, not one set per actor."""
-
-    def __init__(self, arr: Any) -> None:
-        self.arr = arr
-
-    def __contains__(self, key: str) -> bool:
-        import numpy as np
-
-        i = int(np.searchsorted(self.arr, key))
-        return i < len(self.arr) and self.arr[i] == key
-
-
 class ImportWorker:
     """One Ray actor: imports pieces into new (uncommitted) data files of the lake's videos."""
 
@@ -149,8 +135,7 @@ class ImportWorker:
 
         _deps.av()
         self.lake = Lake(lake_uri)
-        self.uuids = uuids if not hasattr(uuids, "dtype") else _Sorted(uuids)
-        self.existing = _Sorted(existing)
+        self.uuids, self.existing = uuids, existing  # KeySets
         self.model, self.mapping, self.verify = model, mapping, verify
         self.thumbnails, self.chunk = thumbnails, chunk
 
@@ -194,16 +179,16 @@ def import_on_ray(eng: Any, b: Batch, paths: list[str], report: ImportReport, *,
                   verify: str, thumbnails: bool,
                   progress: Callable[[int, int], None] | None = None) -> None:
     """Run the import's pieces on `eng`'s actors and commit each finished piece in `b`."""
-    import numpy as np
     import ray
+
+    from ..keyset import KeySet
 
     pieces = plan_pieces(paths, chunk)
     if not pieces:
         return
-    uu: Any = uuids.arr if hasattr(uuids, "arr") else uuids
-    if isinstance(uu, set):  # --source: the source's uuids, shared as a sorted array
-        uu = np.array(sorted(uu), dtype="U36")
-    ex = np.array(sorted(existing), dtype=str) if existing else np.array([], dtype="U1")
+    # sorted arrays in Ray's object store: one copy per node, not one set per actor
+    uu = uuids if isinstance(uuids, KeySet) else KeySet.of(uuids)  # (--source: a set)
+    ex = KeySet.of(existing)
     remote = b.lake.uri.startswith("s3://") or any(p.startswith("s3://") for p in paths)
     shipped: Any = mapping
     if isinstance(mapping, SourceMapping):  # --source: one shared copy per node

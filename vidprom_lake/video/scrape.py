@@ -688,9 +688,9 @@ def scrape_videos(
     report.considered = len(targets)
 
     # 2. what is already there, what cannot be fetched
-    from .importer import _UuidSet, existing_video_ids
+    from .importer import existing_video_ids
 
-    uuids = _UuidSet(lake.uuid_index())
+    uuids = lake.uuid_index()
     existing = existing_video_ids(lake, [model])
     todo: list[Target] = []
     for t in targets:
