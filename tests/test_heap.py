@@ -82,3 +82,24 @@ def test_streamed_parse_uses_parse_threads_and_aggregates_all(lake, vidprom_csv,
     lake.ingest(generic, format="csv")  # grouped by uuid before the first row: every core
     assert [threads(c) for c in cons] == [1, threads(duckdb.connect())]
     assert lake.count() == 202
+
+
+@linux_only
+def test_video_import_writes_with_small_pages_and_restores_them(tmp_path, monkeypatch):
+    from video_fixtures import lake_with_prompts, make_mp4, write_tar
+
+    from vidprom_lake.video import import_videos
+
+    lake, uuids = lake_with_prompts(tmp_path, n=3)
+    seen: list[int] = []
+    write_rows = type(lake).write_rows
+
+    def spy(self, *args, **kwargs):
+        seen.append(thp_disabled())
+        return write_rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(lake), "write_rows", spy)
+    shard = write_tar(tmp_path / "s.tar", {f"pika-{u}.mp4": make_mp4(seed=i)
+                                           for i, u in enumerate(uuids)})
+    assert import_videos(lake, [shard], model="pika").imported == 3
+    assert seen and set(seen) == {1} and thp_disabled() == 0
