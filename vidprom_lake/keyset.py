@@ -33,12 +33,13 @@ class KeySet:
             return cls(np.array([], dtype="S1"))
         lengths = pc.binary_length(col)
         width = int(pc.max(lengths).as_py())
-        if int(pc.min(lengths).as_py()) == width:  # all one width (uuids): the values back to
-            offsets = np.frombuffer(col.buffers()[1], dtype=np.int64 if pa.types.is_large_string(
-                col.type) else np.int32, count=len(col) + 1, offset=col.offset * (
-                8 if pa.types.is_large_string(col.type) else 4))
+        if int(pc.min(lengths).as_py()) == width and col.type in (pa.string(), pa.large_string()):
+            # all one width (uuids): the values lie back to back in the data buffer as they are
+            itype = np.int64 if col.type == pa.large_string() else np.int32
+            first = int(np.frombuffer(col.buffers()[1], itype, count=1,
+                                      offset=col.offset * np.dtype(itype).itemsize)[0])
             arr = np.frombuffer(col.buffers()[2], dtype=f"S{width}", count=len(col),
-                                offset=int(offsets[0])).copy()  # back in the data buffer
+                                offset=first).copy()
         else:
             arr = np.array([s.encode() for s in col.to_pylist()], dtype=f"S{width}")
         arr.sort()  # bytes order

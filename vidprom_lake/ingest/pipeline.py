@@ -306,7 +306,7 @@ def parse_threads() -> int:
     """DuckDB's threads for a streamed parse: half the cores this process may run on, at least
     one. The parse is one stage of a chain whose other stages (keys, cleaning, Lance's encoder)
     keep the other cores busy; on two cores DuckDB's default of one thread a core made a full
-    VidProM CSV ingest take ~8% more CPU and wall time (2026-12-03, benchmarks/results/core.md)."""
+    VidProM CSV ingest take 4-8% more CPU and wall time (2026-12-03, benchmarks/results/core.md)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
