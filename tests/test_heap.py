@@ -18,6 +18,19 @@ def thp_disabled() -> int:
     return heap._libc().prctl(heap._PR_GET_THP_DISABLE, 0, 0, 0, 0)
 
 
+def pages_at_each_write(lake, monkeypatch) -> list[int]:
+    """The THP-disable flag at each `Lake.write_rows` call (the start of every bulk write)."""
+    seen: list[int] = []
+    write_rows = type(lake).write_rows
+
+    def spy(self, *args, **kwargs):
+        seen.append(thp_disabled())
+        return write_rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(lake), "write_rows", spy)
+    return seen
+
+
 @linux_only
 def test_small_pages_turns_huge_pages_off_and_back_on():
     assert thp_disabled() == 0
@@ -35,14 +48,7 @@ def test_small_pages_turns_huge_pages_off_and_back_on():
 
 @linux_only
 def test_csv_ingest_writes_with_small_pages_and_restores_them(lake, tmp_path, monkeypatch):
-    seen: list[int] = []
-    write_rows = type(lake).write_rows
-
-    def spy(self, *args, **kwargs):
-        seen.append(thp_disabled())
-        return write_rows(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(lake), "write_rows", spy)
+    seen = pages_at_each_write(lake, monkeypatch)
     path = tmp_path / "p.csv"
     path.write_text("prompt\nhello\nworld\n", encoding="utf-8")
     lake.ingest(path, format="csv")
@@ -91,14 +97,7 @@ def test_video_import_writes_with_small_pages_and_restores_them(tmp_path, monkey
     from vidprom_lake.video import import_videos
 
     lake, uuids = lake_with_prompts(tmp_path, n=3)
-    seen: list[int] = []
-    write_rows = type(lake).write_rows
-
-    def spy(self, *args, **kwargs):
-        seen.append(thp_disabled())
-        return write_rows(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(lake), "write_rows", spy)
+    seen = pages_at_each_write(lake, monkeypatch)
     shard = write_tar(tmp_path / "s.tar", {f"pika-{u}.mp4": make_mp4(seed=i)
                                            for i, u in enumerate(uuids)})
     assert import_videos(lake, [shard], model="pika").imported == 3
