@@ -276,3 +276,42 @@ def test_write_behind_raises_a_failed_flush(tmp_path, monkeypatch):
     monkeypatch.setattr(storage, "settle", settle)
     with pytest.raises(OSError, match="Input/output error"), storage.write_behind(str(tmp_path)):
         (tmp_path / "new.lance").write_bytes(b"z")
+
+
+@pytest.mark.parametrize("piece", [7, 50, 1000, 1 << 18])
+def test_the_hashing_pass_finds_bad_rows_in_pieces_that_cut_rows(tmp_path, piece):
+    """The sha256 reader hands the file over in pieces that cut rows anywhere, and the runs of
+    chunks lie in the file in another order than their rows: every bad row is found, and a
+    row of large finite values whose sum overflows is not one."""
+    from vidprom_lake.ingest.hdf5 import _FiniteScan
+    from vidprom_lake.ingest.pipeline import file_sha256
+
+    n = 230
+    vecs = np.random.default_rng(3).standard_normal((n, DIM)).astype("float32")
+    vecs[0, 0] = np.nan
+    vecs[77, 11] = np.inf
+    vecs[150, 3] = -np.inf
+    vecs[229, 6] = np.nan
+    vecs[100, :] = 3e38  # finite, but its sum is not
+    path = tmp_path / "e.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("uuid", data=np.array([f"{i:036d}" for i in range(n)], dtype="S36"))
+        ds = h5.create_dataset("embeddings", shape=vecs.shape, dtype="float32", chunks=(10, DIM))
+        for s in (*range(100, 230, 10), *range(90, -1, -10)):  # chunks out of row order
+            ds[s: s + 10] = vecs[s: s + 10]
+    with h5py.File(path, "r") as h5:
+        mapping = _Mapping.of(h5["embeddings"], str(path))
+        assert mapping is not None and len(mapping.run_rows) > 2
+        scan = _FiniteScan(mapping)
+        file_sha256(path, chunk=piece, check=scan)
+    assert np.flatnonzero(scan.bad).tolist() == [0, 77, 150, 229]
+
+
+def test_a_bad_vector_of_a_uuid_not_in_the_lake_is_not_an_error(two_fragments, tmp_path):
+    """Only the rows that are attached are checked (as when every slice was checked)."""
+    lake, uuids = two_fragments
+    stranger = str(_uuid.uuid4())
+    vecs = np.ones((len(uuids) + 1, DIM), "float32")
+    vecs[-1, 0] = np.nan  # a file row whose uuid the lake does not hold
+    r = lake.ingest(str(_h5(tmp_path / "e.h5", [*uuids, stranger], vecs, layout="contiguous")))
+    assert r.rows_updated == len(uuids) and lake.count(where="embedding IS NULL") == 0

@@ -90,12 +90,14 @@ HARNESS = textwrap.dedent('''
             hit()
             return _conform(*a, **k)
         L.conform = conform
-    elif point == "vectors":       # (a) HDF5: a slice of vectors is about to be written
-        _arrow = hdf5._Vectors._arrow  # each slice, read through HDF5 or a mapping
-        def arrow(self, *a, **k):
+    elif point == "vectors":       # (a) HDF5: a fragment's vector file has just been written
+        import lance.fragment      # (and the other fragment's is being written beside it)
+        _merge = lance.fragment.LanceFragment.merge_columns
+        def merge_columns(self, *a, **k):
+            out = _merge(self, *a, **k)
             hit()
-            return _arrow(self, *a, **k)
-        hdf5._Vectors._arrow = arrow
+            return out
+        lance.fragment.LanceFragment.merge_columns = merge_columns
     elif point == "data-commit":   # (b) after the Lance commit, before the log event
         _commit = lance.LanceDataset.commit
         def commit(*a, **k):
@@ -325,10 +327,10 @@ def test_kill_csv_ingest(corpus: dict[str, Any], tmp_path: Path, spec: dict[str,
 
 # ---------------------------------------------------------------------- HDF5 attach kills
 H5_POINTS = [
-    # 128-row slices: the 400-row fragment takes 4 reads, the 1500-row one 12, written at
-    # once (two threads); the 15th read is inside the 1500-row one, long after the first
-    # fragment's last read, so its vector file is written (and never committed)
-    pytest.param({"point": "vectors", "nth": 15, "chunk_rows": 128}, "before",
+    # 128-row slices: the 400-row fragment takes 4 of them, the 1500-row one 12, written at
+    # once (two threads); killed as the first fragment's vector file is complete, while the
+    # other is being written: that file is left behind, never committed
+    pytest.param({"point": "vectors", "nth": 1, "chunk_rows": 128}, "before",
                  id="a-writing-vector-files"),
     pytest.param({"point": "data-commit", "nth": 1}, "before", id="b-after-data-commit"),
     pytest.param({"point": "log-event", "nth": 1}, "after", id="c-after-log-event"),
@@ -523,22 +525,22 @@ def test_attach_racing_an_ingest_fails_whole_and_reruns(corpus: dict[str, Any],
     from vidprom_lake.ingest import hdf5
 
     lake = open_lake(uri)
-    original = hdf5._Vectors._arrow
+    original = hdf5._Vectors.pieces
     ran: list[int] = []
 
-    def arrow(self: Any, *a: Any, **k: Any) -> Any:
+    def pieces(self: Any, *a: Any, **k: Any) -> Any:
         if not ran:  # the first slice of vectors: another process ingests now
             proc = spawn(corpus["harness"], {"point": "none"}, "--lake", uri, "ingest",
                          str(corpus["b"]))
             ran.append(proc.wait(timeout=120))
-        return original(self, *a, **k)
+        yield from original(self, *a, **k)
 
-    hdf5._Vectors._arrow = arrow
+    hdf5._Vectors.pieces = pieces
     try:
         with pytest.raises(LakeBusy, match="another writer changed table prompts"):
             lake.ingest(str(corpus["h5"]))
     finally:
-        hdf5._Vectors._arrow = original
+        hdf5._Vectors.pieces = original
     assert ran == [0]
     log = log_rows(uri)
     assert [(r["kind"], r["status"]) for r in log[2:]] == [

@@ -179,6 +179,62 @@ class _Mapping:
             self.mm.madvise(mmap.MADV_DONTNEED, lo, at + k * self.row_bytes - lo)
 
 
+class _FiniteScan:
+    """Finds the rows with a NaN or inf among the mapped vectors while the source's sha256
+    reads the file (`BackgroundHash(check=...)`): each piece is looked at while it is still
+    in the CPU's cache, instead of a second pass over gigabytes of memory just before Lance
+    copies them (with that pass the attach took ~10% longer here). The pieces come in file
+    order; a row cut by a piece boundary is kept until its other part comes. `bad` marks the
+    file rows that hold one; the attach checks the rows it handed to Lance against it before
+    it commits."""
+
+    def __init__(self, mapping: _Mapping):
+        self.dtype, self.dim, self.row_bytes = mapping.dtype, mapping.dim, mapping.row_bytes
+        counts = np.diff(np.r_[mapping.run_rows, mapping.n])
+        order = np.argsort(mapping.run_offsets, kind="stable")  # runs in file order
+        self.starts = mapping.run_offsets[order]
+        self.ends = self.starts + counts[order] * self.row_bytes
+        self.first_rows = mapping.run_rows[order]
+        self.bad = np.zeros(mapping.n, dtype=bool)
+        self._part = bytearray()  # the start of a row cut by the last piece's end
+
+    def __call__(self, pos: int, piece: memoryview) -> None:
+        end = pos + len(piece)
+        r = max(0, int(np.searchsorted(self.ends, pos, side="right")))
+        while r < len(self.starts) and int(self.starts[r]) < end:
+            lo, hi, row0 = int(self.starts[r]), int(self.ends[r]), int(self.first_rows[r])
+            a, b = max(lo, pos), min(hi, end)
+            if a < b:
+                self._run(piece, pos, a, b, lo, row0)
+            r += 1
+
+    def _run(self, piece: memoryview, pos: int, a: int, b: int, lo: int, row0: int) -> None:
+        rb = self.row_bytes
+        row, into = divmod(a - lo, rb)
+        if into:  # the rest of a row the last piece began
+            take = min(rb - into, b - a)
+            self._part += piece[a - pos: a - pos + take]
+            a += take
+            if len(self._part) == rb:
+                self._look(bytes(self._part), row0 + row)
+                self._part.clear()
+                row += 1
+        whole = (b - a) // rb
+        if whole:
+            self._look(piece[a - pos: a - pos + whole * rb], row0 + row, whole)
+            a += whole * rb
+        if a < b:  # a row that goes on in the next piece
+            self._part[:] = piece[a - pos: b - pos]
+
+    def _look(self, data: Any, row: int, rows: int = 1) -> None:
+        vals = np.frombuffer(data, dtype=self.dtype).reshape(rows, self.dim)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = vals.sum(axis=1)  # finite: every value is (a NaN or inf is not summed away)
+        for i in np.flatnonzero(~np.isfinite(sums)):  # overflow, or a bad value: look closer
+            if not np.isfinite(vals[i]).all():
+                self.bad[row + int(i)] = True
+
+
 def _read_rows(ds: Any, idx: np.ndarray) -> np.ndarray:
     """ds[idx] for unsorted unique indices, reading contiguous ranges where it can."""
     out = np.empty((len(idx), ds.shape[1]), dtype=ds.dtype)
@@ -247,6 +303,34 @@ class _Vectors:
         self.dim = int(eds.shape[1])
         self.mapping = _Mapping.of(eds, path)
         self._handed: list[tuple[int, int]] = []  # mapped row ranges handed out, oldest first
+        # With a scan (`scan_for_bad_values`), mapped rows are handed out unchecked and their
+        # ranges kept here (one list for every fork) for `check_scanned`.
+        self.scan: _FiniteScan | None = None
+        self._unchecked: list[tuple[int, int]] = []
+
+    def scan_for_bad_values(self) -> _FiniteScan | None:
+        """A `_FiniteScan` for the source's sha256 to run, when the vectors are mapped and
+        stored as the column's type (no narrowing, which is checked after it)."""
+        if self.mapping is not None and self.mapping.dtype == np.dtype(self.dtype):
+            self.scan = _FiniteScan(self.mapping)
+        return self.scan
+
+    def check_scanned(self, sha: BackgroundHash) -> None:
+        """Once the scan has read the whole file (`sha` done): the first row handed out
+        unchecked that holds a NaN or inf is an InputError, as a checked one would be."""
+        if self.scan is None or not self._unchecked:
+            return
+        sha.result()
+        bad = np.flatnonzero(self.scan.bad)
+        if not len(bad):
+            return
+        ranges = np.array(sorted(self._unchecked))
+        at = np.searchsorted(ranges[:, 0], bad, side="right") - 1
+        handed = (at >= 0) & (bad < ranges[np.maximum(at, 0), 1])
+        if handed.any():
+            row = int(bad[handed][0])
+            raise InputError(f"embedding of uuid {_uuid_at(self.uds, row)} has NaN or inf "
+                             "values", path=self.path, row=row)
 
     def __call__(self, rows: np.ndarray) -> pa.FixedSizeListArray:
         """The vectors of file rows `rows`, in that order, as one array."""
@@ -263,7 +347,11 @@ class _Vectors:
             yield self._arrow(rows)
             return
         for view in self.mapping.rows(a, a + len(rows)):
-            yield self._arrow(np.arange(a, a + len(view)), view)
+            if self.scan is not None:  # checked by the scan (`check_scanned`)
+                self._unchecked.append((a, a + len(view)))
+                yield pa.FixedSizeListArray.from_arrays(pa.array(view.reshape(-1)), self.dim)
+            else:
+                yield self._arrow(np.arange(a, a + len(view)), view)
             self._handed.append((a, a + len(view)))
             a += len(view)
         while sum(b - a for a, b in self._handed[1:]) >= self.MAPPED_ROWS_KEPT:
@@ -333,17 +421,19 @@ def attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport) -> 
                 "must have one row per prompt", path=path)
         if eds.dtype.kind != "f":
             raise InputError(f"embeddings must be floating point, not {eds.dtype}", path=path)
-        # the file's sha256 (for the batch log) from here on, beside the lookup and the write
-        sha = BackgroundHash(path)
+        vectors = _Vectors(uds, eds, np.float16 if opts.dtype == "float16" else np.float32, path)
+        # the file's sha256 (for the batch log) from here on, beside the lookup and the write;
+        # it also looks for NaN/inf in mapped vectors as it goes
+        sha = BackgroundHash(path, check=vectors.scan_for_bad_values())
         try:
-            return _attach(lake, path, opts, report, uds, eds, sha, t0)
+            return _attach(lake, path, opts, report, uds, eds, vectors, sha, t0)
         except BaseException:
             sha.cancel()
             raise
 
 
 def _attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport, uds: Any,
-            eds: Any, sha: BackgroundHash, t0: float) -> IngestReport:
+            eds: Any, vectors: _Vectors, sha: BackgroundHash, t0: float) -> IngestReport:
     """`attach` once the file's datasets have passed their checks."""
     import lance
 
@@ -368,7 +458,6 @@ def _attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport, ud
                 f"column {column!r} holds {meta['vidlake:model']} embeddings, not {model}; "
                 "one embedding space per column: use --column")
 
-    vectors = _Vectors(uds, eds, np.float16 if opts.dtype == "float16" else np.float32, path)
     with lake.batch("attach-embeddings", source=path, source_sha256=sha,
                     params={"column": column, "model": model, "dims": dim,
                             "dtype": opts.dtype}) as b:
@@ -399,6 +488,7 @@ def _attach(lake: Lake, path: str, opts: IngestOptions, report: IngestReport, ud
                 upd = upd.cast(pa.schema([pa.field("uuid", pa.string()), field]))
                 matched += b.update_columns("prompts", upd, on="uuid", mode="rewrite_columns")
                 vectors.release()
+        vectors.check_scanned(sha)  # before anything commits
         report.rows_updated = matched
         report.already_in_lake = matched
         report.notes.append(

@@ -227,9 +227,12 @@ class BackgroundHash:
     interpreter does not wait for it at exit).
 
     ``low_priority``: on Linux the thread runs at nice +10, so that on a busy machine it takes
-    the CPU the ingest's own stages leave (it is needed only at the commit)."""
+    the CPU the ingest's own stages leave (it is needed only at the commit).
+    ``check``: called with (file offset, bytes) for every piece read, in file order (see
+    `file_sha256`)."""
 
-    def __init__(self, path: str | Path, *, low_priority: bool = False):
+    def __init__(self, path: str | Path, *, low_priority: bool = False,
+                 check: Callable[[int, memoryview], None] | None = None):
         from concurrent.futures import Future
 
         self._future: Future[str] = Future()
@@ -241,7 +244,7 @@ class BackgroundHash:
                     tid = threading.get_native_id()
                     os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + 10)
             try:
-                self._future.set_result(file_sha256(path, stop=self._stop))
+                self._future.set_result(file_sha256(path, stop=self._stop, check=check))
             except BaseException as exc:  # handed to whoever waits for the result
                 self._future.set_exception(exc)
 
@@ -259,18 +262,25 @@ class HashCancelled(Exception):
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 18, *,
-                stop: threading.Event | None = None) -> str:
+                stop: threading.Event | None = None,
+                check: Callable[[int, memoryview], None] | None = None) -> str:
     """The file's sha256, read into one reused buffer small enough to stay in the CPU's cache
     (a fresh buffer per read, as ``fh.read`` gives, costs a third more here). With `stop`, it
-    gives up (HashCancelled) once that is set."""
+    gives up (HashCancelled) once that is set. With `check`, each piece is also handed to
+    ``check(offset, piece)`` while it is still in the cache (a second look at bytes a caller
+    would otherwise read from memory again; the piece is only valid during the call)."""
     h = hashlib.sha256()
     buf = bytearray(chunk)
     view = memoryview(buf)
+    pos = 0
     with open(path, "rb", buffering=0) as fh:
         while n := fh.readinto(buf):
             if stop is not None and stop.is_set():
                 raise HashCancelled(str(path))
             h.update(view[:n])
+            if check is not None:
+                check(pos, view[:n])
+            pos += n
     return h.hexdigest()
 
 
