@@ -4,8 +4,9 @@ The file holds two datasets, ``uuid`` (N strings) and ``embeddings`` (N x D floa
 read whole: the uuids (36 bytes each) are sorted once and matched as bytes, then the lake is
 walked fragment by fragment, two fragments at a time. A fragment's uuids give the file row of
 each of its prompts; the vectors are read slice by slice (one straight range when the file and
-the lake share an order, as they do for VidProM), checked for NaN/inf and streamed into a new
-column file beside the fragment (no prompt row is rewritten). The files are put on disk and
+the lake share an order, as they do for VidProM), checked for NaN/inf (mapped ones during the
+source's sha256 pass, `_FiniteScan`) and streamed into a new column file beside the fragment
+(no prompt row is rewritten). The files are put on disk and
 dropped from the page cache as they grow (`storage.write_behind`); all of them are committed
 once, as one batch.
 """
