@@ -229,11 +229,19 @@ class _FiniteScan:
 
     def _look(self, data: Any, row: int, rows: int = 1) -> None:
         vals = np.frombuffer(data, dtype=self.dtype).reshape(rows, self.dim)
-        with np.errstate(over="ignore", invalid="ignore"):
-            sums = vals.sum(axis=1)  # finite: every value is (a NaN or inf is not summed away)
-        for i in np.flatnonzero(~np.isfinite(sums)):  # overflow, or a bad value: look closer
-            if not np.isfinite(vals[i]).all():
-                self.bad[row + int(i)] = True
+        self.bad[row + _nonfinite_rows(vals)] = True
+
+
+def _nonfinite_rows(vals: np.ndarray) -> np.ndarray:
+    """The indices of the rows of `vals` (N x D) that hold a NaN or inf. A finite row sum means
+    every value is finite (a NaN or inf in a summand is not summed away); only a row whose sum
+    is not (a bad value, or overflow) pays for the exact check."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = vals.sum(axis=1)
+    suspects = np.flatnonzero(~np.isfinite(sums))
+    if not len(suspects):
+        return suspects
+    return suspects[~np.isfinite(vals[suspects]).all(axis=1)]
 
 
 def _read_rows(ds: Any, idx: np.ndarray) -> np.ndarray:
@@ -375,19 +383,17 @@ class _Vectors:
         idx = rows[have]
         if got is None:
             got = _read_rows(self.eds, idx) if len(idx) else np.empty((0, self.dim), self.dtype)
-        # a finite sum means every value is finite (a NaN or inf in any summand is not); only
-        # a non-finite sum (a bad value, or overflow) pays for the exact check
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = got.sum()
-        if not np.isfinite(total) and not np.isfinite(got).all():
-            bad = int(idx[np.flatnonzero(~np.isfinite(got).all(axis=1))[0]])
+        nonfinite = _nonfinite_rows(got)
+        if len(nonfinite):
+            bad = int(idx[nonfinite[0]])
             raise InputError(f"embedding of uuid {_uuid_at(self.uds, bad)} has NaN or inf "
                              "values", path=self.path, row=bad)
         if self.dtype != got.dtype:
             with np.errstate(over="ignore"):
                 narrow = got.astype(self.dtype)
-            if not np.isfinite(narrow).all():  # finite before: beyond the stored type's range
-                bad = int(idx[np.flatnonzero(~np.isfinite(narrow).all(axis=1))[0]])
+            beyond = _nonfinite_rows(narrow)  # finite before: beyond the stored type's range
+            if len(beyond):
+                bad = int(idx[beyond[0]])
                 hint = ": attach it as float32" if self.dtype == np.float16 else ""
                 raise InputError(f"embedding of uuid {_uuid_at(self.uds, bad)} has values beyond "
                                  f"{np.finfo(self.dtype).max:g}, the largest "
