@@ -1,0 +1,100 @@
+"""Bulk export: clips over 64 KB are copied by the kernel from Lance's blob files, checked
+against Lance's own read first; everything else, and any file that fails the check, is read
+through Lance. Every exported file must hold exactly the imported bytes."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from video_fixtures import lake_with_prompts, make_mp4, write_tar
+
+av = pytest.importorskip("av")
+
+#: inline (<= 64 KB, inside the data file), packed (several per sidecar), dedicated (one file)
+SIZES = [None, 40_000, 70_000, 300_000, 300_001, 6_000_000]
+
+
+def _padded(clip: bytes, total: int | None) -> bytes:
+    """The clip with a trailing ``free`` box so the file is `total` bytes (still a valid mp4)."""
+    if total is None:
+        return clip
+    pad = total - len(clip)
+    return clip + struct.pack(">I4s", pad, b"free") + b"\0" * (pad - 8)
+
+
+@pytest.fixture
+def imported(tmp_path: Path):
+    from vidprom_lake.video import import_videos
+
+    lake, uuids = lake_with_prompts(tmp_path, n=len(SIZES))
+    files = {f"pika-{u}.mp4": _padded(make_mp4(n=4, seed=i), size)
+             for i, (u, size) in enumerate(zip(uuids, SIZES, strict=True))}
+    rep = import_videos(lake, [write_tar(tmp_path / "pika_1.tar", files)], model="pika")
+    assert rep.imported == len(files)
+    kinds = {d["kind"] for d in lake.dataset("videos").to_table(columns=["video"])
+             .column("video").to_pylist()}
+    assert kinds == {0, 1, 2}  # all three ways Lance stores a blob are exercised
+    return lake, files
+
+
+@pytest.fixture
+def copies(monkeypatch):
+    from vidprom_lake.video import blobs
+
+    made: list[int] = []
+    real = blobs._copy_range
+
+    def spy(src: int, pos: int, size: int, dst: int) -> None:
+        made.append(size)
+        real(src, pos, size, dst)
+
+    monkeypatch.setattr(blobs, "_copy_range", spy)
+    return made
+
+
+def _exported(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def test_export_copies_large_clips_from_lances_files(imported, copies, tmp_path):
+    from vidprom_lake.video import export_videos
+
+    lake, files = imported
+    rep = export_videos(lake, tmp_path / "out", model="pika", chunk=2)
+    assert rep.videos == len(files) and rep.bytes == sum(map(len, files.values()))
+    assert _exported(tmp_path / "out") == files
+    assert sorted(copies) == sorted(len(b) for b in files.values() if len(b) > 65536)
+
+
+@pytest.mark.parametrize("wrong", ["swapped", "missing"])
+def test_export_falls_back_to_lance_when_a_blob_file_does_not_check_out(
+        imported, copies, tmp_path, monkeypatch, wrong):
+    """If Lance's layout is not what this version expects (here: the names of its blob
+    files), the check against Lance's own read rejects the file and Lance reads the rows."""
+    from vidprom_lake.video import blobs, export_videos
+
+    real = blobs.sidecar_name
+    monkeypatch.setattr(blobs, "sidecar_name", (lambda i: real(3 - i)) if wrong == "swapped"
+                        else (lambda i: "nothing-here.blob"))
+    lake, files = imported
+    rep = export_videos(lake, tmp_path / "out", model="pika")
+    assert rep.videos == len(files)
+    assert _exported(tmp_path / "out") == files
+    assert copies == []
+
+
+def test_export_keeps_existing_files_unless_overwrite(imported, tmp_path):
+    from vidprom_lake.video import export_videos
+
+    lake, files = imported
+    out = tmp_path / "out"
+    out.mkdir()
+    name = next(n for n, b in files.items() if len(b) > 100_000)
+    (out / name).write_bytes(b"mine")
+    rep = export_videos(lake, out, model="pika")
+    assert rep.skipped_existing == 1 and rep.videos == len(files) - 1
+    assert (out / name).read_bytes() == b"mine"
+    rep = export_videos(lake, out, model="pika", overwrite=True, where="bytes > 100000")
+    assert rep.videos == 3 and (out / name).read_bytes() == files[name]
