@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
+import threading
 
 import pytest
 
@@ -44,6 +46,54 @@ def test_small_pages_turns_huge_pages_off_and_back_on():
         assert thp_disabled() == 1
         raise RuntimeError("boom")
     assert thp_disabled() == 0
+
+
+def mmapped(size: int) -> bool:
+    """Whether glibc serves a block of `size` bytes with its own mmap right now, read from
+    mallinfo2's count of mmapped bytes. False whenever `heap.reuse` is on (the threshold is
+    above it); outside, usually True, but a large enough free block left in the heap serves
+    it too, so only the False is a sure sign."""
+    libc = heap._libc()
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    before = libc.mallinfo2().hblkhd
+    block = libc.malloc(size)
+    try:
+        return libc.mallinfo2().hblkhd - before >= size
+    finally:
+        libc.free(block)
+
+
+@linux_only
+def test_reuse_blocks_nest_across_threads():
+    """A fetch holds a reuse block around its downloads while each import opens and closes
+    its own: the inner one closing must not put the settings back under the outer one."""
+    opened, release = threading.Event(), threading.Event()
+
+    def outer() -> None:
+        with heap.reuse():
+            opened.set()
+            release.wait(30)
+
+    assert heap._reuse_depth == 0 and thp_disabled() == 0
+    t = threading.Thread(target=outer)
+    t.start()
+    try:
+        assert opened.wait(30)
+        with heap.reuse():
+            assert not mmapped(10 << 20) and thp_disabled() == 1
+        assert not mmapped(10 << 20) and thp_disabled() == 1  # the other block is still open
+    finally:
+        release.set()
+        t.join()
+    assert heap._reuse_depth == 0 and thp_disabled() == 0
 
 
 @linux_only
