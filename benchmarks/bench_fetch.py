@@ -2,7 +2,8 @@
 
 A local Hub stand-in (tests/hub_fixtures.py, in its own process) serves a VidProM-shaped repo
 generated under /tmp/fetch-bench/: the prompts CSV and `ms_videos/ms_videos_{N}.tar` shards of
-~400 KB H.264 clips, `--mb` MB of shards in all. Side by side, alternating, in one run:
+~400 KB H.264 clips, `--mb` MB of shards in all. Side by side, alternating, in one run, each
+run in a fresh process of its own:
 
 * plain: `huggingface_hub.hf_hub_download` of the same files (CSV + shards) into a fresh cache;
 * fetch: `vidprom_lake.fetch.fetch(lake, "vidprom", videos="ms")` into a fresh lake: the same
@@ -37,8 +38,16 @@ WORK = Path("/tmp/fetch-bench")  # --workdir
 REPO = "WenhaoWang/VidProM"
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def in_child(fn, *args, **kw):
+    """`fn(*args, **kw)` in a fresh spawned process, as a user's own command would run: neither
+    side inherits the other's heap settings or memory (a download in a process that has just
+    imported runs with the heap `heap.reuse` left behind)."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args, kw)
 
 
 def make_clips(distinct: int, kb: int) -> list[bytes]:
@@ -170,8 +179,8 @@ def main() -> None:
             url = q.get(timeout=120)
             plain, fetched, infos = [], [], []
             for _ in range(args.repeats):  # alternate so both see the same machine load
-                plain.append(run_plain(url, list(files), WORK / "hf-cache"))
-                dt, info = run_fetch(url, WORK / "lake", WORK / "downloads", **kw)
+                plain.append(in_child(run_plain, url, list(files), WORK / "hf-cache"))
+                dt, info = in_child(run_fetch, url, WORK / "lake", WORK / "downloads", **kw)
                 fetched.append(dt)
                 infos.append(info)
             proc.terminate()
@@ -207,7 +216,8 @@ def write_md(path: Path, args: argparse.Namespace, sizes: dict[str, int], build_
         lines.append(f"| {label} | {min(plain):.2f} | {min(fetched):.2f} | "
                      f"{infos[bi]['download_s']:.1f} / {infos[bi]['import_s']:.1f} | "
                      f"**{ratio:.2f}x** {'PASS' if ratio <= 1.3 else 'FAIL'} |")
-    lines += ["", f"Peak RSS (this process, both sides): {rss_mb():,.0f} MB.", "",
+    lines += ["", f"Each run in a fresh process of its own; peak RSS of the largest: "
+              f"{rss_mb(resource.RUSAGE_CHILDREN):,.0f} MB.", "",
               "All runs: " + "; ".join(
                   f"{k}: plain {', '.join(f'{x:.2f}' for x in p)} s, fetch "
                   f"{', '.join(f'{x:.2f}' for x in f)} s" for k, (p, f, _) in results.items()),

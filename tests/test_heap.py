@@ -97,6 +97,15 @@ def test_reuse_blocks_nest_across_threads():
 
 
 @linux_only
+def test_after_a_bulk_write_buffers_of_a_few_mb_still_come_from_the_heap():
+    """Once a threshold is set through mallopt glibc no longer adapts it: put back at its
+    initial 128 KB, every 10 MB buffer of the rest of the process would be a fresh mapping."""
+    with heap.reuse():
+        pass
+    assert not mmapped(10 << 20)
+
+
+@linux_only
 def test_csv_ingest_writes_with_small_pages_and_restores_them(lake, tmp_path, monkeypatch):
     seen = pages_at_each_write(lake, monkeypatch)
     path = tmp_path / "p.csv"
