@@ -138,3 +138,56 @@ def test_polars_and_point_lookup(three_batches):
     vec = three_batches.get_prompt(full.filter(pl.col("embedding").is_not_null())["uuid"][0],
                                    vectors=True)["embedding"]
     assert len(vec) == 8 and np.isfinite(vec).all()
+
+
+def _fresh_state(lake):
+    from vidprom_lake.lake import _LogState
+
+    return _LogState().refresh(lake._open("batches"))
+
+
+def _state(st):
+    return (st.rows, st.tail, st.head, st.last, st.batch_versions, st.newest_committed,
+            st.max_number)
+
+
+def test_log_is_compacted_and_commits_read_only_new_events(lake, tmp_path):
+    """Every event is a one-row Lance fragment; past LOG_FRAGMENTS_MAX they are merged, in
+    order. The state commits and recovery use is folded in event by event and always equals
+    one built from the whole log."""
+    from vidprom_lake.lake import LOG_FRAGMENTS_MAX
+
+    rows = synth.write_vidprom_csv(tmp_path / "a.csv", 40, seed=1)
+    lake.ingest(rows)
+    for i in range(LOG_FRAGMENTS_MAX):  # two events each, a chunk commit between
+        with lake.batch("test", params={"i": i}) as b:
+            b.commit()
+        if i % 7 == 3:  # and failed batches
+            with pytest.raises(RuntimeError), lake.batch("test-fail"):
+                raise RuntimeError(f"boom {i}")
+        assert _state(lake._log()) == _state(_fresh_state(lake))
+    ds = lake._open("batches")
+    assert ds.count_rows() > 2 * LOG_FRAGMENTS_MAX
+    assert len(ds.get_fragments()) <= LOG_FRAGMENTS_MAX
+    log = lake.log()
+    assert [b.batch_id for b in log] == [f"batch-{i:04d}" for i in range(len(log))]
+    assert log[1].kind == "ingest" and log[1].counts["rows_added"] == 40
+    assert [b.params["i"] for b in log if b.kind == "test"] == list(range(LOG_FRAGMENTS_MAX))
+    assert {b.status for b in log if b.kind == "test-fail"} == {"failed"}
+    assert lake.head() == lake._latest_versions()
+    assert lake.count() == 40
+
+
+def test_log_state_starts_over_when_the_log_is_not_what_it_read(lake, tmp_path):
+    """If the event the state stopped at is no longer where it was (the log rewritten
+    behind its back), it is rebuilt from the whole log, not folded onto stale counts."""
+    lake.ingest(synth.write_vidprom_csv(tmp_path / "a.csv", 10, seed=1))
+    with lake.batch("test") as b:
+        b.commit()
+    st = lake._log()
+    assert st.max_number == 2
+    ds = lake._open("batches")
+    older = lance.dataset(ds.uri, version=2)
+    lance.write_dataset(older.to_table(), ds.uri, mode="overwrite")  # the log as after init+1
+    assert _state(lake._log()) == _state(_fresh_state(lake))
+    assert lake._log().max_number < 2
