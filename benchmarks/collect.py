@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["core", "discord", "enrich", "dedup", "video", "analysis", "seed", "ray", "fetch",
+ORDER = ["core", "log", "discord", "enrich", "dedup", "video", "analysis", "seed", "ray", "fetch",
          "web", "scrape"]
 
 

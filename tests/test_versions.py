@@ -191,3 +191,22 @@ def test_log_state_starts_over_when_the_log_is_not_what_it_read(lake, tmp_path):
     lance.write_dataset(older.to_table(), ds.uri, mode="overwrite")  # the log as after init+1
     assert _state(lake._log()) == _state(_fresh_state(lake))
     assert lake._log().max_number < 2
+
+
+def test_old_versions_of_the_log_are_cleaned_up(lake, monkeypatch):
+    """Versions of the batch log past LOG_VERSIONS_KEPT go at cleanups, with the files only
+    they used; the log itself and the data tables' versions are untouched."""
+    from datetime import timedelta
+
+    from vidprom_lake import lake as lake_mod
+
+    monkeypatch.setattr(lake_mod, "LOG_VERSIONS_KEPT", timedelta(0))
+    monkeypatch.setattr(lake_mod, "LOG_CLEANUP_EVERY", 64)
+    for i in range(120):
+        with lake.batch("test", params={"i": i}):
+            pass
+    ds = lake._open("batches")
+    kept = list(ds.versions())
+    assert ds.version > 240 and len(kept) < 100
+    assert [b.params.get("i") for b in lake.log()][1:] == list(range(120))
+    assert len(lake._open("prompts").versions()) == 1  # only the log is cleaned

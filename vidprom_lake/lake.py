@@ -26,7 +26,7 @@ import re
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -50,6 +50,12 @@ DATA_TABLES = ("prompts", "videos")
 FRAGMENT_ROWS = 32_768
 #: Fragments of the batch log (one per event as written) above which they are merged into one.
 LOG_FRAGMENTS_MAX = 32
+#: ... into fragments of up to this many events.
+LOG_FRAGMENT_ROWS = 4096
+#: Versions of the batch log younger than this are kept when it is cleaned up (a reader may
+#: have just opened one); older ones are removed, about every LOG_CLEANUP_EVERY versions.
+LOG_VERSIONS_KEPT = timedelta(minutes=1)
+LOG_CLEANUP_EVERY = 256
 #: Tables smaller than this get no automatic uuid index (a scan is as fast).
 KEY_INDEX_MIN_ROWS = 50_000
 #: From this many rows the key index is built as two segments over two halves of the
@@ -157,6 +163,9 @@ class _LogState:
         self.batch_versions: dict[str, dict[str, int]] = {}
         self.newest_committed: dict[str, Any] | None = None
         self.max_number = 0
+        self.open: set[str] = set()  # batches whose newest event says running or chunk
+        self.tags_checked: str | None = None  # the newest committed batch, once its tags
+        #                                       were checked (see Lake._repair_tags)
 
     def refresh(self, ds: lance.LanceDataset) -> _LogState:
         if self.rows:
@@ -175,6 +184,10 @@ class _LogState:
         cur = self.last.get(b)
         if cur is None or e["seq"] > cur["seq"]:
             self.last[b] = e
+            if e["status"] in ("running", "chunk"):
+                self.open.add(b)
+            else:
+                self.open.discard(b)
         self.max_number = max(self.max_number, batch_number(b))
         if e["status"] == "running" or not e["versions"]:
             return
@@ -184,6 +197,10 @@ class _LogState:
             mine[table] = max(mine.get(table, 0), int(v))
         if e["status"] == "committed":
             self.newest_committed = e
+
+    def running(self) -> list[dict[str, Any]]:
+        """The newest event of each batch that says running or chunk, oldest batch first."""
+        return [self.last[b] for b in sorted(self.open, key=batch_number)]
 
     def versions_before(self, number: int) -> dict[str, int]:
         """Per table, the newest version recorded by batches numbered below `number`."""
@@ -360,17 +377,11 @@ class Lake:
         # Batches whose writer died: their last event says running (or chunk, for a long job
         # killed between chunks). Locally a dead pid tells; on an object store the culprit named
         # by the rolled-back commit does.
-        last = log.last
+        running = log.running()
         local = not storage.is_remote(self.uri)
-        dead = [
-            e for b, e in sorted(last.items(), key=lambda kv: batch_number(kv[0]))
-            if e["status"] in ("running", "chunk")
-            and (b in culprits or _writer_dead(e, local))
-        ]
-        if done and not dead:
-            running = [b for b, e in last.items() if e["status"] in ("running", "chunk")]
-            if running and not local:
-                dead = [last[max(running, key=batch_number)]]
+        dead = [e for e in running if e["batch_id"] in culprits or _writer_dead(e, local)]
+        if done and not dead and running and not local:
+            dead = [running[-1]]
         versions = self._latest_versions() if done else None
         for e in dead:
             self._append_event(
@@ -388,7 +399,7 @@ class Lake:
     def _repair_tags(self, log: _LogState) -> list[str]:
         """Tag the newest committed batch where its writer died before tagging it."""
         newest = log.newest_committed
-        if newest is None:
+        if newest is None or newest["batch_id"] == log.tags_checked:
             return []
         before = log.versions_before(batch_number(newest["batch_id"]))
         out = []
@@ -399,6 +410,7 @@ class Lake:
             if newest["batch_id"] not in ds.tags.list():
                 _tag(ds, newest["batch_id"], int(v))
                 out.append(f"{table}: tagged {newest['batch_id']} (its writer died before tagging)")
+        log.tags_checked = newest["batch_id"]
         return out
 
     def heal(self) -> list[str]:
@@ -411,8 +423,7 @@ class Lake:
         if not needs:
             # A writer that died before committing anything leaves a batch that says running.
             local = not storage.is_remote(self.uri)
-            needs = any(e["status"] in ("running", "chunk") and _writer_dead(e, local)
-                        for e in log.last.values())
+            needs = any(_writer_dead(e, local) for e in log.running())
         if not needs:
             return []
         cm = try_lock(self.uri)
@@ -447,7 +458,17 @@ class Lake:
             # (recovery, the head, the next batch id): merged, the read stays a few ms
             # instead of growing with the lake's history (at 500 events, 170 ms a commit).
             # One Lance rewrite commit, in order; a crash mid-way leaves the log as it was.
-            ds.optimize.compact_files(target_rows_per_fragment=1 << 30)
+            # Fragments already LOG_FRAGMENT_ROWS long are left as they are, so a merge costs
+            # the same however long the log is.
+            ds.optimize.compact_files(target_rows_per_fragment=LOG_FRAGMENT_ROWS)
+            # The log's own old versions are read by no one (readers pin the data tables'
+            # versions the events record, and read the log at its newest): about every
+            # LOG_CLEANUP_EVERY versions, drop those older than LOG_VERSIONS_KEPT with the
+            # files only they use, or every commit's open lists one manifest per event ever
+            # written and the merged-away files pile up. (Each cleanup lists every version.)
+            v = ds.version  # after the merge (~LOG_FRAGMENTS_MAX versions since the last)
+            if v // LOG_CLEANUP_EVERY != (v - 2 * LOG_FRAGMENTS_MAX) // LOG_CLEANUP_EVERY:
+                ds.cleanup_old_versions(older_than=LOG_VERSIONS_KEPT)
 
     def batch(
         self,
