@@ -48,7 +48,7 @@ DATA_TABLES = ("prompts", "videos")
 #: Rows per data file of an append. Small enough that enrichers can rewrite one fragment's
 #: column as one resumable chunk; large enough that scans stay fast.
 FRAGMENT_ROWS = 32_768
-#: Fragments of the batch log (one per event as written) above which they are merged into one.
+#: Fragments of the batch log (one per event as written) above which they are merged...
 LOG_FRAGMENTS_MAX = 32
 #: ... into fragments of up to this many events.
 LOG_FRAGMENT_ROWS = 4096
