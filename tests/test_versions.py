@@ -176,6 +176,8 @@ def test_log_is_compacted_and_commits_read_only_new_events(lake, tmp_path):
     assert {b.status for b in log if b.kind == "test-fail"} == {"failed"}
     assert lake.head() == lake._latest_versions()
     assert lake.count() == 40
+    view = lake.query("select batch_id, status from batches order by batch_id").to_pylist()
+    assert view == [{"batch_id": b.batch_id, "status": b.status} for b in log]  # SQL view too
 
 
 def test_log_state_starts_over_when_the_log_is_not_what_it_read(lake, tmp_path):
