@@ -4,6 +4,7 @@ through Lance. Every exported file must hold exactly the imported bytes."""
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -98,3 +99,47 @@ def test_export_keeps_existing_files_unless_overwrite(imported, tmp_path):
     assert (out / name).read_bytes() == b"mine"
     rep = export_videos(lake, out, model="pika", overwrite=True, where="bytes > 100000")
     assert rep.videos == 3 and (out / name).read_bytes() == files[name]
+
+
+def test_a_hostile_model_name_cannot_write_outside_the_output_folder(tmp_path, monkeypatch):
+    """Model names may hold ``/`` and ``:`` (a mapping file's model column, ``--name``):
+    exported files, frames and `vidlake video`'s default output name each stay one file in
+    their folder, whatever the name."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from vidprom_lake.cli import main
+    from vidprom_lake.video import export_videos, extract_frames, import_videos
+    from vidprom_lake.video.blobs import file_stem
+
+    lake, uuids = lake_with_prompts(tmp_path / "l", n=3)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    models = ["../../evil", "org/model:v2", "plain"]
+    with open(tmp_path / "map.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "uuid", "model"])
+        for i, (u, m) in enumerate(zip(uuids, models, strict=True)):
+            (clips / f"c{i}.mp4").write_bytes(make_mp4(n=3, seed=i))
+            w.writerow([f"c{i}.mp4", u, m])
+    rep = import_videos(lake, [clips], mapping=tmp_path / "map.csv")
+    assert rep.imported == 3, rep.as_dict()
+    out = tmp_path / "deep" / "out"
+    exp = export_videos(lake, out)
+    assert exp.videos == 3
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{file_stem(f'{m}-{u}')}.mp4" for m, u in zip(models, uuids,
+                                                                           strict=True))
+    assert f"plain-{uuids[2]}.mp4" in names and all("/" not in n for n in names)
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]
+    assert not list(tmp_path.glob("evil*")) and not (tmp_path.parent / "evil").exists()
+    frames = extract_frames(lake, uuids[0], "../../evil", tmp_path / "frames")
+    assert frames and all(Path(f).parent == tmp_path / "frames" for f in frames)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    res = CliRunner().invoke(main, ["--lake", lake.uri, "video", uuids[1], "--model",
+                                    "org/model:v2"])
+    assert res.exit_code == 0, res.output
+    assert os.listdir(cwd) == [f"org_model_v2-{uuids[1]}.mp4"]
