@@ -382,3 +382,15 @@ def test_file_ingested_by_hand_counts_as_landed(hub, lake, repo_files, tmp_path)
     rep = fetch(lake, "vidprom")
     assert [(x.status, x.fetch_batch) for x in rep.landed] == [("skipped", bid)]
     assert not hub.gets("/cdn/")
+
+
+def test_a_listing_with_unsafe_paths_is_refused(hub, lake, tmp_path):
+    """A download lands at <download dir>/<repo>/<path>: a listing (from a Hub mirror named
+    by HF_ENDPOINT) with '..' or absolute paths is refused before anything is downloaded."""
+    from vidprom_lake.fetch import FetchError, fetch
+
+    hub.state.repos[REPO].files["../../evil.csv"] = make_file(b"uuid,prompt\n")
+    with pytest.raises(FetchError, match=r"unsafe path.*'\.\./\.\./evil\.csv' \(parent dir"):
+        fetch(lake, "vidprom", files=["*.csv"])
+    assert not list(tmp_path.rglob("evil.csv"))
+    assert lake.count() == 0

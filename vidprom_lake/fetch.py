@@ -342,6 +342,13 @@ def list_files(repo: str, *, revision: str = "main", download_dir: str | None = 
                 continue
             files.append(RemoteFile(f.path, int(f.size), f.lfs.sha256 if f.lfs else None,
                                     f.blob_id))
+    from .video.importer import hostile
+
+    unsafe = [(f.path, why) for f in files if (why := hostile(f.path))]
+    if unsafe:  # a download lands at <download dir>/<repo>/<path>: never outside it
+        raise FetchError(f"the listing of {repo} from {endpoint()} names {len(unsafe)} unsafe "
+                         f"path(s), e.g. {unsafe[0][0]!r} ({unsafe[0][1]}); nothing was "
+                         "downloaded (is HF_ENDPOINT a Hub you trust?)")
     card = getattr(info, "card_data", None)
     meta = {"gated": gated, "license": (card.get("license") if card else None)}
     ddir.mkdir(parents=True, exist_ok=True)
