@@ -160,6 +160,11 @@ def test_paths_cannot_escape(tmp_path):
     assert safe_key("a/b\\c") == "a_b_c"
     with pytest.raises(InputError):
         safe_key("../..")
+    assert safe_key("wan2.1+x-1234", dots=True) == "wan2.1+x-1234"  # export-videos file names
+    assert safe_key("../../evil-1234", dots=True) == "evil-1234"
+    assert safe_key("org/model:v2-1234", dots=True) == "org_model_v2-1234"
+    with pytest.raises(InputError):
+        safe_key("../..", dots=True)
     with pytest.raises(InputError, match="outside"):
         inside(tmp_path, "../x")
     with pytest.raises(InputError, match="outside"):

@@ -110,8 +110,8 @@ def test_a_hostile_model_name_cannot_write_outside_the_output_folder(tmp_path, m
     from click.testing import CliRunner
 
     from vidprom_lake.cli import main
+    from vidprom_lake.export import safe_key
     from vidprom_lake.video import export_videos, extract_frames, import_videos
-    from vidprom_lake.video.blobs import file_stem
 
     lake, uuids = lake_with_prompts(tmp_path / "l", n=3)
     clips = tmp_path / "clips"
@@ -129,7 +129,7 @@ def test_a_hostile_model_name_cannot_write_outside_the_output_folder(tmp_path, m
     exp = export_videos(lake, out)
     assert exp.videos == 3
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{file_stem(f'{m}-{u}')}.mp4" for m, u in zip(models, uuids,
+    assert names == sorted(f"{safe_key(f'{m}-{u}', dots=True)}.mp4" for m, u in zip(models, uuids,
                                                                            strict=True))
     assert f"plain-{uuids[2]}.mp4" in names and all("/" not in n for n in names)
     assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]

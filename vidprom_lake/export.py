@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 FORMATS = ("parquet", "webdataset", "mp4-dir", "hf")
 MARKER = ".vidlake-export.json"
 SAFE = re.compile(r"[^A-Za-z0-9_-]")
+SAFE_WITH_DOTS = re.compile(r"[^A-Za-z0-9_.+-]")
 # Per-video metadata carried into webdataset json / mp4-dir metadata.jsonl.
 VIDEO_META = ("video_id", "uuid", "model", "prompt", "prompt_clean", "time", "source", "width",
               "height", "fps", "num_frames", "duration_s", "bytes", "sha256", "toxicity", "obscene",
@@ -68,9 +69,15 @@ class ExportResult:
                 "files": self.files, "bytes": self.bytes, "seconds": round(self.seconds, 3)}
 
 
-def safe_key(name: str) -> str:
-    """A file-name stem that cannot leave its folder (no separators, no dots, not empty)."""
-    key = SAFE.sub("_", name).strip("_")
+def safe_key(name: str, *, dots: bool = False) -> str:
+    """A file-name stem that cannot leave its folder (no separators, not empty): any other
+    character becomes ``_``. Without `dots` (WebDataset keys, where a dot starts the
+    extension) dots go too; with them, dots and ``+`` stay (``{model}-{uuid}`` of a model
+    ``wan2.1`` is unchanged) but not at the start (``../../x`` gives ``x``)."""
+    if dots:
+        key = re.sub(r"^[._]+|_+$", "", SAFE_WITH_DOTS.sub("_", name))
+    else:
+        key = SAFE.sub("_", name).strip("_")
     if not key:
         raise InputError(f"cannot make a file name from {name!r}")
     return key[:200]

@@ -143,7 +143,8 @@ def import_videos(ctx: click.Context, paths: tuple[str, ...], model: str | None,
 def video(ctx: click.Context, uuid: str, model: str, output: str | None, info: bool,
           fmt: str) -> None:
     """Write one stored video (UUID may be a unique prefix) to a file."""
-    from ..video.blobs import file_stem, find_video, save_video
+    from ..export import safe_key
+    from ..video.blobs import find_video, save_video
 
     lake = _lake(ctx)
     if info:
@@ -153,7 +154,7 @@ def video(ctx: click.Context, uuid: str, model: str, output: str | None, info: b
         return
     out = output
     if out is None:
-        out = f"{file_stem(find_video(lake, uuid, model)['video_id'])}.mp4"
+        out = f"{safe_key(find_video(lake, uuid, model)['video_id'], dots=True)}.mp4"
     row = save_video(lake, uuid, model, out)
     if out != "-":
         click.echo(f"wrote {row['video_id']} ({row['bytes']:,} bytes, {row['num_frames']} frames, "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, VidlakeError
+from ..export import safe_key
 from ..schema import VIDEO_BLOB_COLUMN
 from . import _deps
 
@@ -29,19 +30,6 @@ class VideoNotFound(VidlakeError):
 
 
 UUID_PREFIX = re.compile(r"^[0-9a-fA-F-]{4,36}$")
-#: Characters a model name may hold (``org/model``, ``diffusers:...``) that a file name must not.
-_NOT_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9_.+-]")
-
-
-def file_stem(video_id: str) -> str:
-    """`video_id` as one file name: any ``/``, ``:`` or other character a model name may hold
-    but a file name should not becomes ``_``, as does a leading dot, so a hostile model name
-    (a mapping file's ``../../x``) cannot write outside the output folder. Plain
-    ``{model}-{uuid}`` ids are unchanged."""
-    stem = _NOT_IN_FILE_NAMES.sub("_", video_id)
-    return "_" + stem[1:] if stem.startswith(".") else stem
-
-
 def _q(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -133,7 +121,7 @@ def export_videos(
     chunk: int = 64,
     progress: Any = None,
 ) -> ExportReport:
-    """Write videos to ``out_dir/{model}-{uuid}.mp4`` (see `file_stem` for unusual model names).
+    """Write videos to ``out_dir/{model}-{uuid}.mp4`` (see `export.safe_key` for unusual model names).
 
     `where` is a Lance (DataFusion SQL) filter over the videos columns, e.g.
     ``"duration_s > 2 AND width >= 512"``. Existing files are kept unless `overwrite`.
@@ -161,7 +149,7 @@ def export_videos(
     for row in zip(t.column("_rowid").to_pylist(), t.column("_rowaddr").to_pylist(),
                    t.column("video_id").to_pylist(), _descriptions(t.column(VIDEO_BLOB_COLUMN)),
                    strict=True):
-        if not overwrite and (out / f"{file_stem(row[2])}.mp4").exists():
+        if not overwrite and (out / f"{safe_key(row[2], dots=True)}.mp4").exists():
             report.skipped_existing += 1
         else:
             todo.append(row)
@@ -179,7 +167,7 @@ def export_videos(
             if placed is None:
                 via_lance.append((rid, name))
                 continue
-            path = out / f"{file_stem(name)}.mp4"
+            path = out / f"{safe_key(name, dots=True)}.mp4"
             _write_file(path, lambda fd, p=placed: _copy_range(p[0], p[1], p[2], fd))
             done.append((str(path), placed[2]))
         if via_lance:
@@ -195,7 +183,7 @@ def export_videos(
                     if size > len(buf):
                         buf = local.buf = bytearray(size + (size >> 2))
                     view = _read_whole(blob, buf, size)
-                path = out / f"{file_stem(name)}.mp4"
+                path = out / f"{safe_key(name, dots=True)}.mp4"
                 _write_file(path, lambda fd, v=view: _write_all(fd, v))
                 done.append((str(path), size))
         return done
@@ -372,7 +360,7 @@ def extract_frames(
         for i, frame in enumerate(container.decode(video=0)):
             if i % every:
                 continue
-            path = out / f"{file_stem(row['video_id'])}_{i:05d}.png"
+            path = out / f"{safe_key(row['video_id'], dots=True)}_{i:05d}.png"
             frame.to_image().save(path, format="PNG")
             written.append(str(path))
             if limit and len(written) >= limit:
