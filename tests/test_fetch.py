@@ -127,33 +127,6 @@ def test_videos_shards_embeddings_keep_downloads(hub, lake, tmp_path):
     assert lake.query("select count(*) as n from videos").column("n")[0].as_py() == 6
 
 
-def test_downloads_and_imports_run_as_one_bulk_write(hub, lake, monkeypatch):
-    """The whole fetch is one `heap.reuse` block: a download that runs while an import has
-    just ended still has its buffers recycled (and small pages)."""
-    import sys
-
-    from test_heap import mmapped, thp_disabled
-
-    from vidprom_lake import fetch as fetch_mod
-    from vidprom_lake import heap
-
-    if not sys.platform.startswith("linux") or heap._libc() is None:
-        pytest.skip("glibc and Linux prctl")
-    seen = []
-    real = fetch_mod.download
-
-    def spy(*a, **k):
-        out = real(*a, **k)
-        seen.append((thp_disabled(), mmapped(10 << 20)))
-        return out
-
-    monkeypatch.setattr(fetch_mod, "download", spy)
-    rep = fetch_mod.fetch(lake, "vidprom", videos="ms", shards="1-3")
-    assert [x.status for x in rep.landed] == ["imported"] * 4
-    assert seen == [(1, False)] * 4
-    assert thp_disabled() == 0 and heap._reuse_depth == 0
-
-
 def test_resume_after_dropped_connection(hub, lake, repo_files, monkeypatch):
     import huggingface_hub.constants as c
 

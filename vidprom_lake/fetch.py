@@ -779,41 +779,34 @@ def fetch(lake: Lake, dataset: str, *, progress: Progress | None = None,
                 ready.put(exc)
                 return
 
-    # One bulk write from the first download to the last import (`heap.reuse`), so that the
-    # end of one shard's import does not put glibc's thresholds back under a download still
-    # running: its 10 MB chunks stay in the heap, as the imports' buffers do. (On loopback,
-    # 3+3 runs of 1 GB showed no wall-time difference beyond this VM's noise.)
-    from . import heap
-
-    with heap.reuse():
-        th = threading.Thread(target=downloader, name="vidlake-fetch", daemon=True)
-        th.start()
-        try:
-            for _ in todo:
-                got = ready.get()
-                if isinstance(got, BaseException):
-                    raise got
-                it, path, nbytes, dl_s, owned = got
-                if it.local:  # an existing local copy: verify it before importing
-                    _verify_local(it, path)
-                t = time.perf_counter()
-                prog.note(f"importing {it.path} ...")
-                landed = _import(lake, fp, it, path, verify=verify, thumbnails=thumbnails)
-                landed.bytes_downloaded, landed.seconds_download = nbytes, dl_s
-                landed.seconds_import = time.perf_counter() - t
-                prog.note(f"{it.path}: {landed.rows_added:,} added, {landed.rows_updated:,} updated, "
-                          f"{landed.already_in_lake:,} already in the lake, {landed.rejected:,} "
-                          f"rejected ({landed.batch_id}, {landed.seconds_import:.1f} s)")
-                report.landed.append(landed)
-                if owned and not fp.keep_downloads:
-                    path.unlink(missing_ok=True)
-                slots.release()
-        except BaseException:
-            stop.set()
+    th = threading.Thread(target=downloader, name="vidlake-fetch", daemon=True)
+    th.start()
+    try:
+        for _ in todo:
+            got = ready.get()
+            if isinstance(got, BaseException):
+                raise got
+            it, path, nbytes, dl_s, owned = got
+            if it.local:  # an existing local copy: verify it before importing
+                _verify_local(it, path)
+            t = time.perf_counter()
+            prog.note(f"importing {it.path} ...")
+            landed = _import(lake, fp, it, path, verify=verify, thumbnails=thumbnails)
+            landed.bytes_downloaded, landed.seconds_download = nbytes, dl_s
+            landed.seconds_import = time.perf_counter() - t
+            prog.note(f"{it.path}: {landed.rows_added:,} added, {landed.rows_updated:,} updated, "
+                      f"{landed.already_in_lake:,} already in the lake, {landed.rejected:,} "
+                      f"rejected ({landed.batch_id}, {landed.seconds_import:.1f} s)")
+            report.landed.append(landed)
+            if owned and not fp.keep_downloads:
+                path.unlink(missing_ok=True)
             slots.release()
-            raise
-        finally:
-            th.join(timeout=30)
+    except BaseException:
+        stop.set()
+        slots.release()
+        raise
+    finally:
+        th.join(timeout=30)
     report.seconds = time.perf_counter() - t0
     return report
 

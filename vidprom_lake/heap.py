@@ -69,9 +69,9 @@ def reuse() -> Iterator[None]:
     Measured on a full VidProM CSV ingest: ~0.3 CPU s (4-5%) less, with the same peak RSS.
     The process also takes small pages meanwhile (`small_pages`).
 
-    Blocks nest, also across threads (a fetch holds one around its downloads while each
-    import opens its own): the settings are made when the first opens and put back when the
-    last closes, so an import that ends does not put them back under a download still running.
+    Blocks nest, also across threads (two bulk writes in one process): the settings are made
+    when the first opens and put back when the last closes, so a write that ends does not put
+    them back under another still running.
     """
     global _reuse_depth, _reuse_pages
     libc = _libc()
