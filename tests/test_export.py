@@ -6,9 +6,11 @@ import csv
 import hashlib
 import io
 import json
+import re
 import tarfile
 
 import pyarrow.parquet as pq
+
 import pytest
 from test_analysis import VIDEOS, VIDPROM, build_known_lake, uid
 
@@ -155,14 +157,21 @@ def test_paths_cannot_escape(tmp_path):
     from vidprom_lake.errors import InputError
     from vidprom_lake.export import inside, safe_key
 
-    assert safe_key("../../etc/passwd") == "etc_passwd"
-    assert safe_key("ms-1234.mp4") == "ms-1234_mp4"
-    assert safe_key("a/b\\c") == "a_b_c"
+    assert safe_key("ms-1234") == "ms-1234"  # a safe name keeps its stem
+    assert re.fullmatch(r"etc_passwd-[0-9a-f]{8}", safe_key("../../etc/passwd"))
+    assert re.fullmatch(r"ms-1234_mp4-[0-9a-f]{8}", safe_key("ms-1234.mp4"))
+    assert re.fullmatch(r"a_b_c-[0-9a-f]{8}", safe_key("a/b\\c"))
     with pytest.raises(InputError):
         safe_key("../..")
     assert safe_key("wan2.1+x-1234", dots=True) == "wan2.1+x-1234"  # export-videos file names
-    assert safe_key("../../evil-1234", dots=True) == "evil-1234"
-    assert safe_key("org/model:v2-1234", dots=True) == "org_model_v2-1234"
+    assert re.fullmatch(r"evil-1234-[0-9a-f]{8}", safe_key("../../evil-1234", dots=True))
+    assert re.fullmatch(r"org_model_v2-1234-[0-9a-f]{8}", safe_key("org/model:v2-1234", dots=True))
+    # names that clean to the same stem still get one file each; long names are cut, tagged
+    names = ["a/b-1234", "a:b-1234", "a_b-1234", "a b-1234", "x" * 300, "x" * 301]
+    for dots in (False, True):
+        keys = [safe_key(n, dots=dots) for n in names]
+        assert len(set(keys)) == len(names) and all(len(k) <= 200 for k in keys), keys
+        assert keys[2] == "a_b-1234"
     with pytest.raises(InputError):
         safe_key("../..", dots=True)
     with pytest.raises(InputError, match="outside"):

@@ -142,4 +142,32 @@ def test_a_hostile_model_name_cannot_write_outside_the_output_folder(tmp_path, m
     res = CliRunner().invoke(main, ["--lake", lake.uri, "video", uuids[1], "--model",
                                     "org/model:v2"])
     assert res.exit_code == 0, res.output
-    assert os.listdir(cwd) == [f"org_model_v2-{uuids[1]}.mp4"]
+    assert os.listdir(cwd) == [f"{safe_key(f'org/model:v2-{uuids[1]}', dots=True)}.mp4"]
+
+
+def test_models_whose_names_clean_alike_export_to_two_files(tmp_path):
+    """``org/m`` and ``org_m`` clean to the same file stem; each video still gets its own
+    file, with its own bytes, and a second export skips both as existing (none is taken for
+    the other)."""
+    import csv
+
+    from vidprom_lake.video import export_videos, import_videos
+
+    lake, uuids = lake_with_prompts(tmp_path / "l", n=1)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    models = ["org/m", "org_m", "org:m"]
+    with open(tmp_path / "map.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "uuid", "model"])
+        for i, m in enumerate(models):
+            (clips / f"c{i}.mp4").write_bytes(make_mp4(n=3, seed=10 + i))
+            w.writerow([f"c{i}.mp4", uuids[0], m])
+    assert import_videos(lake, [clips], mapping=tmp_path / "map.csv").imported == 3
+    out = tmp_path / "out"
+    assert export_videos(lake, out).videos == 3
+    got = sorted((p.read_bytes() for p in out.iterdir()), key=len)
+    assert got == sorted(((clips / f"c{i}.mp4").read_bytes() for i in range(3)), key=len)
+    assert (out / f"org_m-{uuids[0]}.mp4").read_bytes() == (clips / "c1.mp4").read_bytes()
+    again = export_videos(lake, out)
+    assert again.videos == 0 and again.skipped_existing == 3

@@ -17,12 +17,14 @@ per video: prompt columns plus ``model``, ``width``, ``duration_s``...; webdatas
 Every export is written into a temporary sibling and renamed into place at the end, so a failed
 export leaves nothing half-written; an existing output is refused unless ``force`` (and a folder
 is only replaced if it is empty or an earlier VidLake export). File names inside the target come
-from video ids reduced to ``[A-Za-z0-9._-]`` and are checked to resolve inside the target.
+from video ids reduced to ``[A-Za-z0-9_-]`` (a reduced id is tagged with its hash, so two ids
+never share a name; see `safe_key`) and are checked to resolve inside the target.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -47,6 +49,7 @@ FORMATS = ("parquet", "webdataset", "mp4-dir", "hf")
 MARKER = ".vidlake-export.json"
 SAFE = re.compile(r"[^A-Za-z0-9_-]")
 SAFE_WITH_DOTS = re.compile(r"[^A-Za-z0-9_.+-]")
+KEY_MAX = 200  # characters of a file-name stem from safe_key
 # Per-video metadata carried into webdataset json / mp4-dir metadata.jsonl.
 VIDEO_META = ("video_id", "uuid", "model", "prompt", "prompt_clean", "time", "source", "width",
               "height", "fps", "num_frames", "duration_s", "bytes", "sha256", "toxicity", "obscene",
@@ -70,17 +73,24 @@ class ExportResult:
 
 
 def safe_key(name: str, *, dots: bool = False) -> str:
-    """A file-name stem that cannot leave its folder (no separators, not empty): any other
-    character becomes ``_``. Without `dots` (WebDataset keys, where a dot starts the
-    extension) dots go too; with them, dots and ``+`` stay (``{model}-{uuid}`` of a model
-    ``wan2.1`` is unchanged) but not at the start (``../../x`` gives ``x``)."""
+    """A file-name stem that cannot leave its folder (no separators, not empty), one per name.
+
+    Any other character becomes ``_``. Without `dots` (WebDataset keys, where a dot starts
+    the extension) dots go too; with them, dots and ``+`` stay (``{model}-{uuid}`` of a model
+    ``wan2.1`` is unchanged) but not at the start. A name that had to change gets 8 hex
+    digits of its hash appended (``../../x`` gives ``x-<hash>``), so two names that clean to
+    the same stem (models ``a/b`` and ``a_b``) still get two files; names already safe keep
+    their own stem."""
     if dots:
         key = re.sub(r"^[._]+|_+$", "", SAFE_WITH_DOTS.sub("_", name))
     else:
         key = SAFE.sub("_", name).strip("_")
     if not key:
         raise InputError(f"cannot make a file name from {name!r}")
-    return key[:200]
+    if key == name and len(key) <= KEY_MAX:
+        return key
+    tag = hashlib.blake2s(name.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return f"{key[:KEY_MAX - 9]}-{tag}"
 
 
 def inside(root: Path, rel: str) -> Path:
