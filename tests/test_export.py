@@ -10,7 +10,6 @@ import re
 import tarfile
 
 import pyarrow.parquet as pq
-
 import pytest
 from test_analysis import VIDEOS, VIDPROM, build_known_lake, uid
 
