@@ -21,6 +21,7 @@ unknown model, wrong dimension) stops the run; chunks already committed stay.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -173,6 +174,30 @@ def _engine(engine: Any, engine_options: dict[str, Any] | None) -> tuple[Any, bo
         return get_engine(engine, **{k: v for k, v in (engine_options or {}).items()
                                      if v is not None}), True
     return engine, False
+
+
+@contextlib.contextmanager
+def _session(lake: Lake, enr: Any, variant: str | None, kind: str, model: str,
+             open_kw: dict[str, Any], *, session: Any, engine: Any,
+             engine_options: dict[str, Any] | None) -> Iterator[Any]:
+    """The session to compute with: `session` as given (its owner closes it), or one opened
+    here, in this process or on `engine`, and closed at the end (an engine started here is
+    shut down too, also when the session fails to open)."""
+    if session is not None:
+        yield session
+        return
+    eng, own_engine = _engine(engine, engine_options)
+    try:
+        sess = (enr.open(variant, **open_kw) if eng is None
+                else eng.open_session(kind, model, open_kw,
+                                      remote_storage=storage.is_remote(lake.uri)))
+        try:
+            yield sess
+        finally:
+            sess.close()
+    finally:
+        if own_engine and eng is not None:
+            eng.shutdown()
 
 
 def _run(lake: Lake, b: Batch, report: EnrichReport, *, flt: str | None, text_column: str,
@@ -388,27 +413,15 @@ def embed(lake: Lake, model: str = "minilm", *, column: str = "embedding",
     else:
         _count(ds, _filter(None, where), where)  # validate --where before loading a model
 
-    eng, own_engine = _engine(engine, engine_options) if session is None else (None, False)
     open_kw = dict(dimensions=dimensions, base_url=base_url, batch_size=batch_size,
                    device=device, concurrency=concurrency, normalize=normalize, **(options or {}))
-    try:
-        sess = session or (cast(EmbedSession, enr.open(variant, **open_kw)) if eng is None
-                           else eng.open_session("embedder", model, open_kw,
-                                                 remote_storage=storage.is_remote(lake.uri)))
-    except BaseException:
-        if own_engine and eng is not None:
-            eng.shutdown()
-        raise
-    try:
-        return _embed(lake, sess, report, model=model, column=column, text_column=text_column,
-                      dimensions=dimensions, base_url=base_url, limit=limit, where=where,
-                      recompute=recompute, batch_size=batch_size, chunk_rows=chunk_rows,
-                      dtype=dtype, existing=existing, progress=progress, t_start=t_start)
-    finally:
-        if session is None:
-            sess.close()
-        if own_engine and eng is not None:
-            eng.shutdown()
+    with _session(lake, enr, variant, "embedder", model, open_kw, session=session,
+                  engine=engine, engine_options=engine_options) as sess:
+        return _embed(lake, cast(EmbedSession, sess), report, model=model, column=column,
+                      text_column=text_column, dimensions=dimensions, base_url=base_url,
+                      limit=limit, where=where, recompute=recompute, batch_size=batch_size,
+                      chunk_rows=chunk_rows, dtype=dtype, existing=existing, progress=progress,
+                      t_start=t_start)
 
 
 def _embed(lake: Lake, sess: EmbedSession, report: EnrichReport, *, model: str, column: str,
@@ -566,18 +579,11 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
         report.notes.append("nothing to do: every selected prompt has NSFW scores")
         report.seconds = time.perf_counter() - t_start
         return report
-    eng, own_engine = _engine(engine, engine_options) if session is None else (None, False)
     open_kw = dict(checkpoint=checkpoint, config_dir=config_dir, download=download,
                    device=device, batch_size=batch_size, **(options or {}))
-    try:
-        sess = session or (cast(ScoreSession, enr.open(variant, **open_kw)) if eng is None
-                           else eng.open_session("scorer", model, open_kw,
-                                                 remote_storage=storage.is_remote(lake.uri)))
-    except BaseException:
-        if own_engine and eng is not None:
-            eng.shutdown()
-        raise
-    try:
+    with _session(lake, enr, variant, "scorer", model, open_kw, session=session,
+                  engine=engine, engine_options=engine_options) as opened:
+        sess = cast(ScoreSession, opened)
         labels = list(sess.labels)
         report.columns = labels
         prov = sess.provenance()
@@ -614,10 +620,5 @@ def score(lake: Lake, model: str = "detoxify:unbiased", *, checkpoint: str | Non
                  compute=compute, progress=progress, total=total, sess=sess, columns=columns)
             report.retries = max(report.retries, int(getattr(sess, "retries", 0)))
             b.counts.update(report.counts())
-    finally:
-        if session is None:
-            sess.close()
-        if own_engine and eng is not None:
-            eng.shutdown()
     report.seconds = time.perf_counter() - t_start
     return report
