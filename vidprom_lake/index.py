@@ -39,9 +39,16 @@ RQ_MIN_DIMS = 1024
 SEARCH_DEFAULTS: dict[str, dict[str, int]] = {
     "IVF_PQ": {"nprobes": 32, "refine_factor": 20},  # recall@10 0.978 at 100k x 384
     "IVF_SQ": {"nprobes": 32, "refine_factor": 5},
-    # 1.67M x 3072, 1,293 partitions, refine 20: 32 probes recall@10 0.962 p50 18.7 ms, 48
-    # probes 0.978 / 19.7 ms, 104 probes 0.991 / 26.9 ms (benchmarks/results/dedup.md)
-    "IVF_RQ": {"nprobes": 32, "refine_factor": 20, "probe_permille": 25},
+    # Recall is bought with probes, not re-ranking: on 1.67M x 3072 (1,293 partitions) refine
+    # 5, 10 and 20 gave the same recall@10 (within 0.003) at 33-65 probes, refine 3 lost 0.01
+    # and 2 lost 0.04, while each re-ranked candidate costs ~50 us (a take from the 20 GB
+    # column, spread over its fragments). What a probe count buys varies from one index build
+    # to the next (k-means): 65 probes gave 0.984 on one build and 0.957-0.967 on another,
+    # 96 probes 0.986-0.989 on both; p50 at refine 5: 15 ms at 65 probes, 18 ms at 96. 6%
+    # (78 probes there) keeps recall@10 >= 0.95 on both builds with p50 under 20 ms. On
+    # 300k x 1024, refine 5 kept 0.973 at 32 probes (0.976 at 10). See
+    # benchmarks/results/dedup.md.
+    "IVF_RQ": {"nprobes": 32, "refine_factor": 5, "probe_permille": 60},
     "IVF_FLAT": {"nprobes": 32},
     "IVF_HNSW_SQ": {"nprobes": 16, "refine_factor": 5},
 }
@@ -81,8 +88,9 @@ def list_indexes(lake: Lake) -> list[dict[str, Any]]:
 
 def default_nprobes(kind: str, partitions: int) -> int:
     """Partitions `similar` probes by default: a share of them (`probe_permille`, default 8%,
-    which kept recall@10 >= 0.95 for IVF_PQ at 384 dims; 2.5% for IVF_RQ, whose 1-bit codes
-    rank well enough that probing more mostly costs time), at least the type's `nprobes`."""
+    which kept recall@10 >= 0.95 for IVF_PQ at 384 dims; 6% for IVF_RQ, whose 1-bit codes
+    rank well enough that a small re-ranking keeps what the probes find), at least the
+    type's `nprobes`."""
     d = SEARCH_DEFAULTS.get(kind.upper(), {})
     return max(d.get("nprobes", 32), math.ceil(d.get("probe_permille", 80) * partitions / 1000))
 
