@@ -39,15 +39,10 @@ RQ_MIN_DIMS = 1024
 SEARCH_DEFAULTS: dict[str, dict[str, int]] = {
     "IVF_PQ": {"nprobes": 32, "refine_factor": 20},  # recall@10 0.978 at 100k x 384
     "IVF_SQ": {"nprobes": 32, "refine_factor": 5},
-    # Recall is bought with probes, not re-ranking: on 1.67M x 3072 (1,293 partitions) refine
-    # 5, 10 and 20 gave the same recall@10 (within 0.003) at 33-65 probes, refine 3 lost 0.01
-    # and 2 lost 0.04, while each re-ranked candidate costs ~50 us (a take from the 20 GB
-    # column, spread over its fragments). What a probe count buys varies from one index build
-    # to the next (k-means): 65 probes gave 0.984 on one build and 0.957-0.967 on another,
-    # 96 probes 0.986-0.989 on both; p50 at refine 5: 15 ms at 65 probes, 18 ms at 96. 6%
-    # (78 probes there) keeps recall@10 >= 0.95 on both builds with p50 under 20 ms. On
-    # 300k x 1024, refine 5 kept 0.973 at 32 probes (0.976 at 10). See
-    # benchmarks/results/dedup.md.
+    # Recall comes from the probes: at 1.67M x 3072 refine 5, 10 and 20 found the same
+    # neighbours, each re-ranked row costs ~50 us, and what a probe count buys varies between
+    # index builds; 6% (78 probes there) kept recall@10 >= 0.95 at p50 < 20 ms on every build
+    # measured (benchmarks/results/dedup.md, "similar defaults").
     "IVF_RQ": {"nprobes": 32, "refine_factor": 5, "probe_permille": 60},
     "IVF_FLAT": {"nprobes": 32},
     "IVF_HNSW_SQ": {"nprobes": 16, "refine_factor": 5},
