@@ -2,10 +2,13 @@
 
 Every commit checks the batch log for crashed writers before it writes its event, and a full
 VidProM video import alone commits ~26,000 chunks, so the log's read cost is paid once per
-chunk. Side by side at each size: a chunk commit on a `Lake` that has been committing all
-along (it folds in only the events appended since it last looked) against what the same
-check costs when the whole log is read and folded from the first event (a new `Lake`, and
-what every commit paid before the log state was kept), plus how many fragments the log has.
+chunk, and the ``videos`` table gains a version per chunk. Side by side at each size: a chunk
+commit (a one-row append to ``videos`` written and committed, and its event) on a `Lake` that
+has been committing all along (it folds in only the events appended since it last looked)
+against what the same check costs when the whole log is read and folded from the first event
+(a new `Lake`, and what every commit paid before the log state was kept), plus how many
+fragments the log has and what opening ``videos`` at "latest" costs (it lists every version;
+a commit opens the versions it needs by number instead, see `Lake._newest`).
 
     python benchmarks/bench_log.py --events 20000
 
@@ -15,6 +18,7 @@ The lake is built under --workdir (default /tmp/log-bench) and deleted afterward
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import resource
@@ -29,6 +33,42 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+@contextlib.contextmanager
+def listing_lookups():
+    """Commits as before `Lake._newest`: every look-up of a table's newest version opens it
+    at latest, and data is committed by URI (both list the table's versions)."""
+    import lance
+
+    from vidprom_lake.lake import Lake
+
+    def newest(self, table):
+        return self._open(table).version
+
+    def commit_txn(self, table, txn, read_version):
+        ds = lance.LanceDataset.commit(self.table_uri(table), txn, read_version=read_version,
+                                       storage_options=self._storage)
+        self._committed[table] = ds.version
+
+    saved = Lake._newest, Lake._commit_txn
+    Lake._newest, Lake._commit_txn = newest, commit_txn
+    try:
+        yield
+    finally:
+        Lake._newest, Lake._commit_txn = saved
+
+
+def filler_video(i: int):
+    """One ``videos`` row (a few bytes of "video"): what a chunk appends, at its smallest."""
+    import pyarrow as pa
+
+    from vidprom_lake.schema import VIDEOS_SCHEMA
+
+    row = {f.name: None for f in VIDEOS_SCHEMA}
+    row.update(video_id=f"bench-{i:08d}", uuid=f"{i:08d}-0000-0000-0000-000000000000",
+               model="bench", video=b"\x00" * 64, batch_id="batch-0001")
+    return pa.Table.from_pylist([row], schema=VIDEOS_SCHEMA)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=20_000, help="log size to grow to")
@@ -36,6 +76,8 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/log-bench")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "log.md"))
     args = ap.parse_args()
+    import lance
+
     from vidprom_lake import create_lake, open_lake
     from vidprom_lake.lake import (
         LOG_CLEANUP_EVERY,
@@ -56,22 +98,36 @@ def main() -> None:
         lake = create_lake(work / "lake")
         params = {"paths": ["/data/pika_videos/pika_1.tar"], "model": "pika", "chunk": 256}
         grow_s = 0.0
+        videos_uri = lake.table_uri("videos")
         for size in sizes:
             t = time.perf_counter()
-            with write_lock(lake.uri):  # grow the log: one committed event per filler batch
-                versions = lake._latest_versions()
+            with write_lock(lake.uri):  # grow the log: one committed event per filler batch,
+                versions = lake._latest_versions()  # each after a new version of videos
+                vds = lake._open("videos", versions["videos"])
                 have = lake._open("batches").count_rows()
                 for i in range(have, size):
+                    vds = lance.LanceDataset.commit(vds, lance.LanceOperation.Append([]),
+                                                    read_version=vds.version)
+                    versions["videos"] = vds.version
                     lake._append_event(f"batch-{10_000_000 + i}", 0, "committed",
                                        kind="import", params=params, versions=versions,
                                        counts={"videos_imported": 256})
             grow_s += time.perf_counter() - t
-            with lake.batch("import", params=params) as b:  # a long import's chunk commits
-                commit = []
-                for _ in range(args.samples):
-                    t = time.perf_counter()
-                    b._commit("chunk")
-                    commit.append(time.perf_counter() - t)
+            commit, before = [], []
+            with lake.batch("import", params=params) as b:  # a long import's chunk commits,
+                for _ in range(args.samples):  # alternately as now and as before _newest
+                    for times, patch in ((commit, contextlib.nullcontext()),
+                                         (before, listing_lookups())):
+                        with patch:
+                            t = time.perf_counter()
+                            b.append("videos", filler_video(len(commit) + len(before)))
+                            b._commit("chunk")
+                            times.append(time.perf_counter() - t)
+            latest = []
+            for _ in range(args.samples):
+                t = time.perf_counter()
+                lance.dataset(videos_uri)
+                latest.append(time.perf_counter() - t)
             full = []
             for _ in range(args.samples):
                 t = time.perf_counter()
@@ -79,10 +135,14 @@ def main() -> None:
                 full.append(time.perf_counter() - t)
             events = lake._open("batches").count_rows()
             frags = len(lake._open("batches").get_fragments())
-            rows.append((events, frags, statistics.median(commit), statistics.median(full)))
-            print(f"{events:,} events, {frags} fragments: chunk commit "
-                  f"{rows[-1][2] * 1000:.1f} ms, full read {rows[-1][3] * 1000:.1f} ms",
-                  flush=True)
+            nver = lance.dataset(videos_uri).version
+            rows.append((events, frags, nver, statistics.median(commit),
+                         statistics.median(before), statistics.median(full),
+                         statistics.median(latest)))
+            print(f"{events:,} events, {frags} fragments, videos v{nver:,}: chunk commit "
+                  f"{rows[-1][3] * 1000:.1f} ms (before: {rows[-1][4] * 1000:.1f} ms), full "
+                  f"read {rows[-1][5] * 1000:.1f} ms, videos latest open "
+                  f"{rows[-1][6] * 1000:.1f} ms", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     lines = [
@@ -93,17 +153,28 @@ def main() -> None:
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB. The log grown "
         f"with filler `import` events (in {grow_s:.0f} s); medians of {args.samples} commits.",
         "",
-        "| events in the log | log fragments | chunk commit ms (whole commit, log folded "
-        "incrementally) | reading + folding the whole log ms (a fresh `Lake`'s first look) |",
-        "| ---: | ---: | ---: | ---: |",
-        *[f"| {e:,} | {f} | {c * 1000:.1f} | {r * 1000:.1f} |" for e, f, c, r in rows],
+        "| events in the log | log fragments | `videos` versions | chunk commit ms (a one-row "
+        "`videos` append written and committed, log folded incrementally) | the same, tables "
+        "opened at latest (before `_newest`) | reading + folding the whole log ms (a fresh "
+        "`Lake`'s first look) | opening `videos` at latest ms (lists every version) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {e:,} | {f} | {v:,} | {c * 1000:.1f} | {p * 1000:.1f} | {r * 1000:.1f} | "
+          f"{o * 1000:.1f} |" for e, f, v, c, p, r, o in rows],
         "",
         f"The log's one-row event fragments are merged past {LOG_FRAGMENTS_MAX} (into fragments "
         f"of up to {LOG_FRAGMENT_ROWS:,} events), and about every {LOG_CLEANUP_EVERY} versions "
         f"the log's versions older than {LOG_VERSIONS_KEPT} are removed. A chunk commit is: the "
         "write lock, recovery's check of the log (folding in the events appended since the last "
-        "look), the table versions, the event, the lock released. The right column is what "
-        "recovery's check alone costs on a fresh `Lake`: its first commit pays it once.",
+        "look), the check that no table has versions the log does not know, the data "
+        "commit, the table versions, the event, the lock released. The sixth column is what "
+        "recovery's check of the log alone costs on a fresh `Lake`: its first commit pays it "
+        "once. A commit looks up each table's newest version several times (recovery, the "
+        "data write and commit, the event's versions); it steps forward from the version the "
+        "log gave (`Lake._newest`), where it used to open the table at latest, which lists "
+        "every version (last column). The fifth column times the same commits, interleaved, "
+        "with those look-ups and the data commit done the old way (the data files are "
+        "written through the already open dataset in both; by URI, as before, the old way "
+        "would list once more).",
         "",
         "For comparison (measured apart, 2026-12-03 21:2x UTC, `import_videos(..., chunk=4)` of "
         "2,000 clips = 500 chunk commits on a fresh lake): before the log was merged and folded "

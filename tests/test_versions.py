@@ -6,6 +6,7 @@ import json
 
 import lance
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from vidprom_lake import open_lake, synth
@@ -212,3 +213,58 @@ def test_old_versions_of_the_log_are_cleaned_up(lake, monkeypatch):
     assert ds.version > 240 and len(kept) < 100
     assert [b.params.get("i") for b in lake.log()][1:] == list(range(120))
     assert len(lake._open("prompts").versions()) == 1  # only the log is cleaned
+
+
+def test_commits_find_newest_versions_without_listing_the_history(lake, tmp_path, monkeypatch):
+    """A commit looks up each data table's newest version by stepping from the one the log
+    (or its own last commit) names: no data table is opened at "latest", which lists every
+    version, and each step is right even with versions the log does not know of yet."""
+    from vidprom_lake.lake import Lake
+
+    lake.ingest(synth.write_vidprom_csv(tmp_path / "a.csv", 30, seed=1))
+    opened: list[tuple[str, int | None]] = []
+    real_open = Lake._open
+
+    def spy(self, table, version=None):
+        opened.append((table, version))
+        return real_open(self, table, version)
+
+    monkeypatch.setattr(Lake, "_open", spy)
+    with lake.batch("test") as b:
+        for i in range(3):  # chunk commits, each a new prompts version
+            b.append("prompts", _prompt_rows(lake, 100 + i))
+            b.commit()
+    assert [t for t, v in opened if v is None and t != "batches"] == []
+    assert lake.head() == {t: lance.dataset(lake.table_uri(t)).version for t in lake.head()}
+    assert lake.count() == 33
+    assert lake._newest("prompts") == lake.head()["prompts"]
+
+
+@pytest.mark.parametrize("unlogged", [1, 3, 20])
+def test_recovery_finds_every_unlogged_version(lake, tmp_path, unlogged):
+    """Versions committed behind the log's back (a writer killed between its data commit
+    and its event) are rolled back however many there are: a few are found by stepping,
+    more than NEWEST_STEPS by listing."""
+    from vidprom_lake.lake import NEWEST_STEPS
+
+    lake.ingest(synth.write_vidprom_csv(tmp_path / "a.csv", 30, seed=1))
+    uri = lake.table_uri("prompts")
+    before = lake.head()["prompts"]
+    for i in range(unlogged):
+        lance.write_dataset(_prompt_rows(lake, 200 + i), uri, mode="append")
+    assert lance.dataset(uri).version == before + unlogged
+    assert (unlogged > NEWEST_STEPS) == (unlogged == 20)
+    fresh = open_lake(lake.uri)
+    done = fresh.recover()
+    assert any("rolled back unlogged versions" in d for d in done)
+    assert fresh.count() == 30
+    with fresh.batch("test") as b:  # and the next batch commits on top
+        b.append("prompts", _prompt_rows(fresh, 300))
+    assert open_lake(lake.uri).count() == 31
+
+
+def _prompt_rows(lake, n: int):
+    """One prompts row with a fresh uuid (seeded by `n`), shaped like the stored ones."""
+    row = lake._open("prompts", lake.head()["prompts"]).to_table(limit=1)
+    uuid = f"00000000-0000-4000-8000-{n:012d}"
+    return row.set_column(row.schema.get_field_index("uuid"), "uuid", pa.array([uuid]))

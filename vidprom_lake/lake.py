@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from .keyset import KeySet
 
 DATA_TABLES = ("prompts", "videos")
+#: Versions `Lake._newest` steps through before it lists the table's whole history instead.
+NEWEST_STEPS = 8
 #: Rows per data file of an append. Small enough that enrichers can rewrite one fragment's
 #: column as one resumable chunk; large enough that scans stay fast.
 FRAGMENT_ROWS = 32_768
@@ -226,6 +228,7 @@ class Lake:
         self._storage = storage.storage_options(uri)
         self._datasets: dict[tuple[str, int | None], lance.LanceDataset] = {}
         self._lookup_columns: dict[tuple[int, bool], list[str]] = {}
+        self._committed: dict[str, int] = {}  # per table, the newest version known to exist
 
     # ------------------------------------------------------------------ basics
     def __repr__(self) -> str:
@@ -260,6 +263,37 @@ class Lake:
                     f"no lake at {self.uri} (table {table} missing); run `vidlake init`"
                 ) from exc
             raise
+
+    def _newest(self, table: str) -> int:
+        """The newest version of `table`, found by stepping forward from the newest one this
+        `Lake` knows exists (the log's head as last read, or its own last commit) rather than
+        by opening the table at "latest", which lists its whole version history: 5.6 ms at
+        20,000 versions on a local disk, one LIST request per 1,000 versions on S3, and a long
+        import adds a version per chunk. Looking for a version that does not exist costs
+        ~0.2 ms, opening one that does ~0.5 ms. Versions only ever grow by one, and vidlake
+        never deletes a table's versions, so the first missing one ends the walk; after
+        `NEWEST_STEPS` versions it lists after all."""
+        state = getattr(self, "_log_state", None)
+        known = max(state.head.get(table, 0) if state is not None else 0,
+                    self._committed.get(table, 0))
+        if known:
+            for version in range(known + 1, known + 1 + NEWEST_STEPS):
+                try:
+                    self._open(table, version)
+                except LakeNotFound:  # no such version
+                    self._committed[table] = version - 1
+                    return version - 1
+        return self._open(table).version
+
+    def _commit_txn(self, table: str, txn: Any, read_version: int) -> None:
+        """Commit a Lance transaction to `table` through the dataset at `read_version`
+        (committed by URI, Lance would first list the table's whole version history: see
+        `_newest`)."""
+        import lance
+
+        ds = lance.LanceDataset.commit(self._open(table, read_version), txn,
+                                       read_version=read_version, storage_options=self._storage)
+        self._committed[table] = max(self._committed.get(table, 0), ds.version)
 
     def dataset(self, table: str) -> lance.LanceDataset:
         """The Lance dataset of `table`, pinned at the lake's head (or its as-of batch)."""
@@ -362,10 +396,11 @@ class Lake:
         head = dict(log.head)
         tagged = self._repair_tags(log)
         for table in DATA_TABLES:
-            latest = self._open(table)
+            newest = self._newest(table)
             logged = head.get(table)
-            if logged is None or latest.version <= logged:
+            if logged is None or newest <= logged:
                 continue
+            latest = self._open(table, newest)
             # The unlogged commit names its batch (see Batch._commit), so recovery aborts that
             # batch and never a live writer's that is still writing its data files.
             for v in range(logged + 1, latest.version + 1):
@@ -394,7 +429,7 @@ class Lake:
         return tagged + done
 
     def _latest_versions(self) -> dict[str, int]:
-        return {t: self._open(t).version for t in DATA_TABLES}
+        return {t: self._newest(t) for t in DATA_TABLES}
 
     def _repair_tags(self, log: _LogState) -> list[str]:
         """Tag the newest committed batch where its writer died before tagging it."""
@@ -406,7 +441,7 @@ class Lake:
         for table, v in json.loads(newest["versions"]).items():
             if table not in DATA_TABLES or int(v) <= before.get(table, -1):
                 continue
-            ds = self._open(table)
+            ds = self._open(table, int(v))  # tags are the table's, whichever version opens
             if newest["batch_id"] not in ds.tags.list():
                 _tag(ds, newest["batch_id"], int(v))
                 out.append(f"{table}: tagged {newest['batch_id']} (its writer died before tagging)")
@@ -419,7 +454,7 @@ class Lake:
             return []
         log = self._log()
         head = self._head_cache = dict(log.head)
-        needs = any(self._open(t).version > head.get(t, 0) for t in DATA_TABLES)
+        needs = any(self._newest(t) > head.get(t, 0) for t in DATA_TABLES)
         if not needs:
             # A writer that died before committing anything leaves a batch that says running.
             local = not storage.is_remote(self.uri)
@@ -510,13 +545,13 @@ class Lake:
 
         if self.read_only:
             raise VidlakeError(f"the lake is pinned at {self.as_of_batch}; it is read-only")
-        ds = self._open(table)
+        ds = self._open(table, self._newest(table))
         target = schema or _writable_schema(ds.schema, table)
         failure: list[BaseException] = []
         reader = _as_reader(data, target, failure)
         try:
-            frags = lance.fragment.write_fragments(
-                reader, self.table_uri(table), schema=target, mode="append",
+            frags = lance.fragment.write_fragments(  # into `ds`: by URI, Lance would list
+                reader, ds, schema=target, mode="append",  # every version again (`_newest`)
                 storage_options=self._storage, max_rows_per_file=max_rows_per_file,
             )
         except Exception:
@@ -971,7 +1006,7 @@ class Batch:
             lake._invalidate()
             if status == "committed":
                 for table in sorted(self._changed):
-                    _tag(lake._open(table), self.batch_id, versions[table])
+                    _tag(lake._open(table, versions[table]), self.batch_id, versions[table])
 
     def _commit_staged(self) -> None:
         for st in self._staged:
@@ -985,7 +1020,6 @@ class Batch:
         from lance.commit import CommitConflictError
 
         lake = self.lake
-        uri = lake.table_uri(st.table)
         if st.kind == "restore":
             lake._open(st.table, st.transaction).restore()
             return
@@ -995,20 +1029,18 @@ class Batch:
         txn.transaction_properties = {**(txn.transaction_properties or {}),
                                       TXN_BATCH_KEY: self.batch_id}
         try:
-            lance.LanceDataset.commit(uri, txn, read_version=st.read_version,
-                                      storage_options=lake._storage)
+            lake._commit_txn(st.table, txn, st.read_version)
             return
         except CommitConflictError as exc:
             conflict = exc
         if st.kind == "append" and isinstance(txn.operation, lance.LanceOperation.Append):
             # New rows stand on their own: put the same data files on top of the table as it
             # is now (e.g. after a restore or a crash recovery since this batch read it).
-            latest = lake._open(st.table).version
+            latest = lake._newest(st.table)
             again = lance.Transaction(
                 read_version=latest, operation=lance.LanceOperation.Append(txn.operation.fragments),
                 transaction_properties=txn.transaction_properties)
-            lance.LanceDataset.commit(uri, again, read_version=latest,
-                                      storage_options=lake._storage)
+            lake._commit_txn(st.table, again, latest)
             return
         raise LakeBusy(
             f"another writer changed table {st.table} while {self.batch_id} ({self.kind}) was "

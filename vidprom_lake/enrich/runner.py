@@ -311,7 +311,7 @@ def _run_remote(lake: Lake, b: Batch, report: EnrichReport, sess: Any, *, flt: s
                 if progress and i < len(pieces) - 1:
                     progress(done, total)
             if n_ok:
-                w = sess.write_pieces(uri, lake._open("prompts").version, pieces)
+                w = sess.write_pieces(uri, lake._newest("prompts"), pieces)
                 b.stage("prompts", lance.LanceOperation.Update(
                     updated_fragments=list(w["fragments"]),
                     fields_modified=list(w["fields_modified"]),
