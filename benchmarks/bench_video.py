@@ -139,6 +139,11 @@ def bench_import_export(work: Path, n: int, kb: int, distinct: int, repeats: int
         dt, _ = timed(copy_all)
         best["copy"] = min(best["copy"], dt)
         exp_dir = work / f"exported-{r}"
+        # The copy reads files `tar -x` just wrote (in the page cache); the import wrote the
+        # lake's files behind itself (out of the cache, see Lake.write_behind): warm them too,
+        # so both sides read from memory and the comparison is of the copying alone.
+        subprocess.run(["find", str(lake_dir / "videos.lance" / "data"), "-type", "f", "-exec",
+                        "cat", "{}", "+"], stdout=subprocess.DEVNULL, check=True)
         dt, erep = timed(export_videos, lake_r, exp_dir, model="t2vz")
         assert erep.videos == n
         best["export"] = min(best["export"], dt)
@@ -393,7 +398,8 @@ def write_md(path: Path, res: dict, args: argparse.Namespace) -> None:
             f"| copy {r['clips']:,} files folder -> folder (baseline, `shutil.copyfile`) | "
             f"{r['copy_s']:.2f} | 100% | |",
             f"| bulk export, `export_videos` (clips over 64 KB copied by the kernel from Lance's "
-            f"blob files, `copy_file_range`; 2 threads) | {r['export_s']:.2f} | **{100 * r['export_ratio']:.0f}%** | "
+            f"blob files, `copy_file_range`; 2 threads; the lake's files read into the page "
+            f"cache first, as the copy's are) | {r['export_s']:.2f} | **{100 * r['export_ratio']:.0f}%** | "
             f"{verdict(r['export_ratio'] >= 0.7, 'vs copy')} |",
             "",
         ]
