@@ -105,26 +105,15 @@ def test_a_hostile_model_name_cannot_write_outside_the_output_folder(tmp_path, m
     """Model names may hold ``/`` and ``:`` (a mapping file's model column, ``--name``):
     exported files, frames and `vidlake video`'s default output name each stay one file in
     their folder, whatever the name."""
-    import csv
-
     from click.testing import CliRunner
 
     from vidprom_lake.cli import main
     from vidprom_lake.export import safe_key
-    from vidprom_lake.video import export_videos, extract_frames, import_videos
+    from vidprom_lake.video import export_videos, extract_frames
 
     lake, uuids = lake_with_prompts(tmp_path / "l", n=3)
-    clips = tmp_path / "clips"
-    clips.mkdir()
     models = ["../../evil", "org/model:v2", "plain"]
-    with open(tmp_path / "map.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file", "uuid", "model"])
-        for i, (u, m) in enumerate(zip(uuids, models, strict=True)):
-            (clips / f"c{i}.mp4").write_bytes(make_mp4(n=3, seed=i))
-            w.writerow([f"c{i}.mp4", u, m])
-    rep = import_videos(lake, [clips], mapping=tmp_path / "map.csv")
-    assert rep.imported == 3, rep.as_dict()
+    _import_mapped(lake, tmp_path, list(zip(uuids, models, strict=True)))
     out = tmp_path / "deep" / "out"
     exp = export_videos(lake, out)
     assert exp.videos == 3
@@ -149,21 +138,11 @@ def test_models_whose_names_clean_alike_export_to_two_files(tmp_path):
     """``org/m`` and ``org_m`` clean to the same file stem; each video still gets its own
     file, with its own bytes, and a second export skips both as existing (none is taken for
     the other)."""
-    import csv
-
-    from vidprom_lake.video import export_videos, import_videos
+    from vidprom_lake.video import export_videos
 
     lake, uuids = lake_with_prompts(tmp_path / "l", n=1)
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    models = ["org/m", "org_m", "org:m"]
-    with open(tmp_path / "map.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file", "uuid", "model"])
-        for i, m in enumerate(models):
-            (clips / f"c{i}.mp4").write_bytes(make_mp4(n=3, seed=10 + i))
-            w.writerow([f"c{i}.mp4", uuids[0], m])
-    assert import_videos(lake, [clips], mapping=tmp_path / "map.csv").imported == 3
+    clips = _import_mapped(lake, tmp_path, [(uuids[0], m) for m in ("org/m", "org_m", "org:m")],
+                           seed=10)
     out = tmp_path / "out"
     assert export_videos(lake, out).videos == 3
     got = sorted((p.read_bytes() for p in out.iterdir()), key=len)
@@ -171,3 +150,23 @@ def test_models_whose_names_clean_alike_export_to_two_files(tmp_path):
     assert (out / f"org_m-{uuids[0]}.mp4").read_bytes() == (clips / "c1.mp4").read_bytes()
     again = export_videos(lake, out)
     assert again.videos == 0 and again.skipped_existing == 3
+
+
+def _import_mapped(lake, tmp_path: Path, rows: list[tuple[str, str]], seed: int = 0) -> Path:
+    """Import one small clip per (uuid, model) in `rows`, named c0.mp4, c1.mp4, ... and
+    matched by a mapping CSV; returns the clips' folder."""
+    import csv
+
+    from vidprom_lake.video import import_videos
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    with open(tmp_path / "map.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "uuid", "model"])
+        for i, (u, m) in enumerate(rows):
+            (clips / f"c{i}.mp4").write_bytes(make_mp4(n=3, seed=seed + i))
+            w.writerow([f"c{i}.mp4", u, m])
+    rep = import_videos(lake, [clips], mapping=tmp_path / "map.csv")
+    assert rep.imported == len(rows), rep.as_dict()
+    return clips

@@ -283,7 +283,8 @@ class Lake:
                 except LakeNotFound:  # no such version
                     self._committed[table] = version - 1
                     return version - 1
-        return self._open(table).version
+        newest = self._committed[table] = self._open(table).version
+        return newest
 
     def _commit_txn(self, table: str, txn: Any, read_version: int) -> None:
         """Commit a Lance transaction to `table` through the dataset at `read_version`
