@@ -57,6 +57,10 @@ def listing_lookups():
         Lake._newest, Lake._commit_txn = saved
 
 
+#: Events per filler batch: a long import's chunk commits, then its committed event.
+FILLER_EVENTS = 256
+
+
 def filler_video(i: int):
     """One ``videos`` row (a few bytes of "video"): what a chunk appends, at its smallest."""
     import pyarrow as pa
@@ -83,7 +87,10 @@ def main() -> None:
         LOG_CLEANUP_EVERY,
         LOG_FRAGMENT_ROWS,
         LOG_FRAGMENTS_MAX,
+        LOG_SNAPSHOT,
+        LOG_SNAPSHOT_EVERY,
         LOG_VERSIONS_KEPT,
+        Lake,
         _LogState,
     )
     from vidprom_lake.lock import write_lock
@@ -101,9 +108,9 @@ def main() -> None:
         videos_uri = lake.table_uri("videos")
         for size in sizes:
             t = time.perf_counter()
-            with write_lock(lake.uri):  # grow the log: one committed event per filler batch,
-                versions = lake._latest_versions()  # each after a new version of videos
-                have = lake._open("batches").count_rows()
+            with write_lock(lake.uri):  # grow the log: filler imports of up to 256 events
+                versions = lake._latest_versions()  # (chunks, then committed), each event
+                have = lake._open("batches").count_rows()  # after a new version of videos
                 for i in range(have, size):
                     # (a dataset opened afresh each time: the one a commit returns shares its
                     # caches, which keep every version's manifest: GBs over 20,000 commits)
@@ -111,9 +118,12 @@ def main() -> None:
                     versions["videos"] = lance.LanceDataset.commit(
                         lake._open("videos", v), lance.LanceOperation.Append([]),
                         read_version=v).version
-                    lake._append_event(f"batch-{10_000_000 + i}", 0, "committed",
-                                       kind="import", params=params, versions=versions,
-                                       counts={"videos_imported": 256})
+                    first = max(have, i - i % FILLER_EVENTS)
+                    last = i == size - 1 or (i + 1) % FILLER_EVENTS == 0
+                    lake._append_event(f"batch-{10_000_000 + first}", i - first,
+                                       "committed" if last else "chunk", kind="import",
+                                       params=params, versions=versions,
+                                       counts={"videos_imported": 256 * (i - first + 1)})
             grow_s += time.perf_counter() - t
             # The log keeps its versions for LOG_VERSIONS_KEPT; this grows it far faster than
             # any job (20,000 events in ~3 min), which would leave it thousands of versions a
@@ -139,16 +149,25 @@ def main() -> None:
                 t = time.perf_counter()
                 _LogState().refresh(open_lake(lake.uri)._open("batches"))
                 full.append(time.perf_counter() - t)
+            fresh = []  # what a new Lake (every command) does: the saved state + new events
+            for _ in range(args.samples):
+                t = time.perf_counter()
+                st = Lake(lake.uri)._log()
+                fresh.append(time.perf_counter() - t)
+            snap = work / "lake" / LOG_SNAPSHOT
+            saved = _LogState.from_json(snap.read_bytes()) if snap.exists() else None
+            behind = st.rows - (saved.rows if saved else 0)
             events = lake._open("batches").count_rows()
             frags = len(lake._open("batches").get_fragments())
             nver = lance.dataset(videos_uri).version
             rows.append((events, frags, nver, statistics.median(commit),
                          statistics.median(before), statistics.median(full),
-                         statistics.median(latest)))
+                         statistics.median(fresh), behind, statistics.median(latest)))
             print(f"{events:,} events, {frags} fragments, videos v{nver:,}: chunk commit "
                   f"{rows[-1][3] * 1000:.1f} ms (before: {rows[-1][4] * 1000:.1f} ms), full "
-                  f"read {rows[-1][5] * 1000:.1f} ms, videos latest open "
-                  f"{rows[-1][6] * 1000:.1f} ms", flush=True)
+                  f"read {rows[-1][5] * 1000:.1f} ms, fresh Lake {rows[-1][6] * 1000:.1f} ms "
+                  f"({behind} events after the saved state), videos latest open "
+                  f"{rows[-1][8] * 1000:.1f} ms", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     lines = [
@@ -157,17 +176,20 @@ def main() -> None:
         f"{os.cpu_count()} CPUs (shared; load average {load:.1f} at the start), "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Peak RSS "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB. The log grown "
-        f"with filler `import` events (in {grow_s:.0f} s), each after a new `videos` version; "
+        f"with filler imports of up to {FILLER_EVENTS} events each (chunks, then committed; in "
+        f"{grow_s:.0f} s), each event after a new `videos` version; "
         "then the log's old versions removed, as a real job's pace would have; medians of "
         f"{args.samples} commits.",
         "",
         "| events in the log | log fragments | `videos` versions | chunk commit ms (a one-row "
         "`videos` append written and committed, log folded incrementally) | the same, tables "
         "opened at latest (before `_newest`) | reading + folding the whole log ms (a fresh "
-        "`Lake`'s first look) | opening `videos` at latest ms (lists every version) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "`Lake`'s first look before the saved state) | a fresh `Lake`'s first look ms (the "
+        "saved state, then the events after it) | events after the saved state | opening "
+        "`videos` at latest ms (lists every version) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *[f"| {e:,} | {f} | {v:,} | {c * 1000:.1f} | {p * 1000:.1f} | {r * 1000:.1f} | "
-          f"{o * 1000:.1f} |" for e, f, v, c, p, r, o in rows],
+          f"{n * 1000:.1f} | {b:,} | {o * 1000:.1f} |" for e, f, v, c, p, r, n, b, o in rows],
         "",
         f"The log's one-row event fragments are merged past {LOG_FRAGMENTS_MAX} (into fragments "
         f"of up to {LOG_FRAGMENT_ROWS:,} events), and about every {LOG_CLEANUP_EVERY} versions "
@@ -175,9 +197,12 @@ def main() -> None:
         "write lock, recovery's check of the log (folding in the events appended since the last "
         "look), the check that no table has versions the log does not know, the data "
         "commit, the table versions, the event, the lock released. The sixth column is what "
-        "recovery's check of the log alone costs on a fresh `Lake`: its first commit pays it "
-        "once. A commit looks up each table's newest version several times (recovery, the "
-        "data write and commit, the event's versions); it steps forward from the version the "
+        "recovery's check of the log alone cost a fresh `Lake` (every command opens one) when "
+        f"it folded the whole log; it now starts from the state saved beside the tables "
+        f"(`{LOG_SNAPSHOT}`, written every {LOG_SNAPSHOT_EVERY:,} events) and folds the events "
+        "after it (seventh and eighth columns). A commit looks up each table's newest "
+        "version several times (recovery, the data write and commit, the event's versions); "
+        "it steps forward from the version the "
         "log gave (`Lake._newest`), where it used to open the table at latest, which lists "
         "every version (last column). The fifth column times the same commits, interleaved, "
         "with those look-ups and the data commit done the old way (the data files are "

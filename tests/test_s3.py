@@ -138,6 +138,30 @@ def test_core_paths_on_s3(s3_bucket: str, s3_client: Any, files: dict[str, Any])
     assert not any("lock" in k for k in list_keys(s3_client, s3_bucket, "lake/"))
 
 
+def test_log_state_snapshot_on_s3(s3_bucket: str, s3_client: Any, files: dict[str, Any],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folded batch log is saved as one object beside the tables and a new Lake starts
+    from it (see test_versions for the local lake)."""
+    from vidprom_lake import lake as lake_mod
+
+    monkeypatch.setattr(lake_mod, "LOG_SNAPSHOT_EVERY", 4)
+    uri = f"s3://{s3_bucket}/snap"
+    lake = create_lake(uri)
+    for i in range(4):
+        with lake.batch("test", params={"i": i}):
+            pass
+    lake.ingest(str(files["a"]))
+    assert f"snap/{lake_mod.LOG_SNAPSHOT}" in list_keys(s3_client, s3_bucket, "snap/")
+    saved = lake_mod._LogState.from_json(
+        s3_client.get_object(Bucket=s3_bucket, Key=f"snap/{lake_mod.LOG_SNAPSHOT}")["Body"].read())
+    assert saved is not None and saved.rows >= 4
+    fresh = open_lake(uri)
+    full = lake_mod._LogState().refresh(fresh._open("batches"))
+    assert (fresh._log().rows, fresh._log().head, fresh._log().last) == (full.rows, full.head,
+                                                                         full.last)
+    assert fresh.count("prompts") == 300
+
+
 def test_plain_duckdb_reads_s3_tables(s3_bucket: str, files: dict[str, Any]) -> None:
     """`vidlake sql-init` output run in a plain DuckDB session (env vars only, no secrets)."""
     import duckdb

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lance
 import numpy as np
@@ -268,3 +269,74 @@ def _prompt_rows(lake, n: int):
     row = lake._open("prompts", lake.head()["prompts"]).to_table(limit=1)
     uuid = f"00000000-0000-4000-8000-{n:012d}"
     return row.set_column(row.schema.get_field_index("uuid"), "uuid", pa.array([uuid]))
+
+
+def test_a_new_lake_starts_from_the_saved_log_state(lake, tmp_path, monkeypatch):
+    """Past LOG_SNAPSHOT_EVERY new events the folded log is saved beside the tables; a new
+    `Lake` (every command opens one) reads it and folds only the events appended since, and
+    ends in exactly the state a fold of the whole log gives. A damaged, foreign-format or
+    stale snapshot is never trusted: the whole log is folded instead."""
+    from vidprom_lake import lake as lake_mod
+    from vidprom_lake.lake import LOG_SNAPSHOT, _LogState
+
+    monkeypatch.setattr(lake_mod, "LOG_SNAPSHOT_EVERY", 10)
+    lake.ingest(synth.write_vidprom_csv(tmp_path / "a.csv", 10, seed=1))
+    for i in range(12):
+        with lake.batch("test", params={"i": i}) as b:
+            b.commit()
+    with pytest.raises(RuntimeError), lake.batch("test-fail"):
+        raise RuntimeError("boom")
+    snap = Path(lake.uri) / LOG_SNAPSHOT
+    assert snap.exists()
+    saved = _LogState.from_json(snap.read_bytes())
+    assert saved is not None and 10 <= saved.rows < lake._log().rows
+    folded: list[int] = []
+    real_fold = _LogState._fold
+
+    def counting(self, e):
+        folded.append(1)
+        real_fold(self, e)
+
+    monkeypatch.setattr(_LogState, "_fold", counting)
+    fresh = open_lake(lake.uri)
+    assert 0 < len(folded) == fresh._log().rows - saved.rows < 10
+    assert _state(fresh._log()) == _state(_fresh_state(lake))
+    assert fresh._log().running() == [] and fresh.head() == lake.head()
+
+    for bad in (b"{not json", b'{"format": 99}', b'{"format": 1, "rows": 3}'):
+        snap.write_bytes(bad)
+        folded.clear()
+        again = open_lake(lake.uri)
+        assert len(folded) == again._log().rows
+        assert _state(again._log()) == _state(_fresh_state(lake))
+
+    stale = json.loads(saved.to_json())  # a snapshot whose last event is not where it says
+    stale["tail"] = ["batch-9999", 0]
+    snap.write_bytes(json.dumps(stale).encode())
+    folded.clear()
+    assert _state(open_lake(lake.uri)._log()) == _state(_fresh_state(lake))
+    assert len(folded) >= lake._log().rows
+
+
+def test_a_running_batch_is_still_seen_through_the_snapshot(lake, tmp_path, monkeypatch):
+    """A batch that was running when the snapshot was saved and died afterwards is found
+    (and aborted) by the next open, as without a snapshot."""
+    import os
+
+    from vidprom_lake import lake as lake_mod
+
+    monkeypatch.setattr(lake_mod, "LOG_SNAPSHOT_EVERY", 5)
+    lake.ingest(synth.write_vidprom_csv(tmp_path / "a.csv", 10, seed=1))
+    b = lake.batch("test")
+    b.__enter__()
+    for _ in range(6):  # chunk events: the snapshot is saved while it runs
+        b._commit("chunk")
+    newest = lake._log().last[b.batch_id]
+    assert newest["status"] == "chunk" and newest["pid"] == os.getpid()
+    assert lake_mod._LogState.from_json((Path(lake.uri) / lake_mod.LOG_SNAPSHOT).read_bytes()
+                                        ).running()[-1]["batch_id"] == b.batch_id
+    # its writer dies (as seen by the next process to open the lake)
+    monkeypatch.setattr(lake_mod, "_writer_dead", lambda e, local: e["batch_id"] == b.batch_id)
+    fresh = open_lake(lake.uri)  # heals: the dead batch is aborted
+    assert fresh._log().last[b.batch_id]["status"] == "aborted"
+    assert [x.status for x in fresh.log() if x.batch_id == b.batch_id] == ["aborted"]

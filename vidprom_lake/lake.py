@@ -143,6 +143,11 @@ class BatchInfo:
 
 #: The columns of the batch log that commits and recovery read (not params, counts, ...).
 _LOG_STATE_COLUMNS = ["batch_id", "seq", "status", "versions", "pid", "message"]
+#: The saved fold of the log (`_LogState.to_json`), beside the tables: a fresh `Lake` starts
+#: from it and folds only the events appended since. A cache; deleting it only costs time.
+LOG_SNAPSHOT = "_log_state.json"
+#: Events folded since the snapshot was read or written before it is written again.
+LOG_SNAPSHOT_EVERY = 1000
 
 
 class _LogState:
@@ -154,8 +159,12 @@ class _LogState:
     `refresh` folds in only the events appended since it last ran: the log only grows, in
     order (its compaction keeps both), so a long import's chunk commits do not parse the
     lake's whole history each time (at 5,000 events that took ~160 ms a commit). If the event
-    it stopped at is no longer where it was, it starts over from the first.
+    it stopped at is no longer where it was, it starts over from the first. The same holds
+    for a state read back from its snapshot (`to_json`, `from_json`): a new `Lake` (every
+    command opens one) folds only what was appended since it was saved.
     """
+
+    FORMAT = 1
 
     def __init__(self) -> None:
         self.rows = 0
@@ -168,6 +177,39 @@ class _LogState:
         self.open: set[str] = set()  # batches whose newest event says running or chunk
         self.tags_checked: str | None = None  # the newest committed batch, once its tags
         #                                       were checked (see Lake._repair_tags)
+        self.saved_rows = 0  # rows when the snapshot was last read or written
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "format": self.FORMAT, "rows": self.rows, "tail": self.tail, "head": self.head,
+            "last": self.last, "batch_versions": self.batch_versions,
+            "newest_committed": self.newest_committed, "max_number": self.max_number,
+            "open": sorted(self.open)}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> _LogState | None:
+        """The state saved by `to_json`, or None for anything else (another format, a
+        damaged file): the caller then folds the whole log."""
+        try:
+            d = json.loads(data)
+            if not isinstance(d, dict) or d.get("format") != cls.FORMAT:
+                return None
+            st = cls()
+            st.rows = int(d["rows"])
+            st.tail = (str(d["tail"][0]), int(d["tail"][1])) if d["tail"] else None
+            st.head = {str(t): int(v) for t, v in d["head"].items()}
+            st.last = {str(b): dict(e) for b, e in d["last"].items()}
+            st.batch_versions = {str(b): {str(t): int(v) for t, v in vs.items()}
+                                 for b, vs in d["batch_versions"].items()}
+            st.newest_committed = d["newest_committed"]
+            st.max_number = int(d["max_number"])
+            st.open = set(d["open"])
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return None
+        if st.rows < 0 or (st.rows > 0) != (st.tail is not None):
+            return None
+        st.saved_rows = st.rows
+        return st
 
     def refresh(self, ds: lance.LanceDataset) -> _LogState:
         if self.rows:
@@ -313,8 +355,14 @@ class Lake:
         """The batch log's state, brought up to date with the events appended since."""
         state = getattr(self, "_log_state", None)
         if state is None:
-            state = self._log_state = _LogState()
-        return state.refresh(self._open("batches"))
+            saved = storage.read_small(storage.join(self.uri, LOG_SNAPSHOT))
+            state = self._log_state = (saved and _LogState.from_json(saved)) or _LogState()
+        state.refresh(self._open("batches"))
+        if state.rows - state.saved_rows >= LOG_SNAPSHOT_EVERY:
+            # (where the lake is read-only to this process, not retried before as many more)
+            storage.write_small(storage.join(self.uri, LOG_SNAPSHOT), state.to_json())
+            state.saved_rows = state.rows
+        return state
 
     def head(self) -> dict[str, int]:
         """Per table, the Lance version readers see."""

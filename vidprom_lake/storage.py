@@ -201,3 +201,39 @@ def read_object(uri: str) -> bytes:
     """The whole object `uri`."""
     with open_stream(uri) as f:
         return bytes(f.read())
+
+
+# ---------------------------------------------------------------------- small side files
+def read_small(uri: str) -> bytes | None:
+    """A small file beside the lake's tables (local or ``s3://``), or None when it is not
+    there or cannot be read (these files are caches: their absence only costs time)."""
+    try:
+        if not is_remote(uri):
+            return Path(uri).read_bytes()
+        if uri.startswith("s3://"):
+            return read_object(uri)
+    except (OSError, VidlakeError):
+        pass
+    return None
+
+
+def write_small(uri: str, data: bytes) -> bool:
+    """Replace a small file beside the lake's tables whole (readers see the old or the new
+    file, never half of one); returns whether it was written. A lake the process may only
+    read, or another object store, leaves it unwritten."""
+    try:
+        if not is_remote(uri):
+            tmp = f"{uri}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, uri)
+            return True
+        if uri.startswith("s3://"):
+            with s3_filesystem().open_output_stream(_s3_path(uri)) as out:  # one PUT
+                out.write(data)
+            return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            if not is_remote(uri):
+                os.unlink(tmp)
+    return False
