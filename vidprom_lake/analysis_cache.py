@@ -29,6 +29,7 @@ exact version exists; they never build one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -272,7 +273,8 @@ def reads(sql: str, table: str = "prompts") -> bool:
         return False
 
 
-def _identifiers(sql: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _identifiers(sql: str) -> frozenset[str]:
     import duckdb
 
     out = set()
@@ -281,4 +283,4 @@ def _identifiers(sql: str) -> set[str]:
             m = re.match(r'"((?:[^"]|"")*)"|(\w+)', sql[start:])
             if m:
                 out.add((m.group(1) or m.group(2) or "").replace('""', '"').lower())
-    return out
+    return frozenset(out)

@@ -13,6 +13,7 @@ of non-vector columns), so views never select vector or blob columns.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -224,18 +225,25 @@ def _batches_until(lake: Lake) -> pa.Table:
     return events.filter(pa.array(keep))
 
 
-def check_read_only(sql: str) -> None:
-    """Refuse anything but reads: `vidlake query` must not change the lake by accident."""
+@functools.lru_cache(maxsize=256)
+def statement_kinds(sql: str) -> tuple[str, ...]:
+    """The kind of each statement of `sql` (``SELECT``, ``INSERT``, ...), parsed once per
+    distinct text (a script or a dashboard sends the same queries again and again)."""
     import duckdb
 
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
         raise QueryError(f"cannot parse the query: {exc}") from exc
-    if not statements:
+    return tuple(str(st.type).rsplit(".", 1)[-1].upper() for st in statements)
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but reads: `vidlake query` must not change the lake by accident."""
+    kinds = statement_kinds(sql)
+    if not kinds:
         raise QueryError("empty query")
-    for st in statements:
-        kind = str(st.type).rsplit(".", 1)[-1].upper()
+    for kind in kinds:
         if kind not in READ_ONLY_TYPES:
             raise QueryError(
                 f"{kind} statements are not allowed: `vidlake query` is read-only "
@@ -280,7 +288,10 @@ def _run(lake: Lake, sql: str, params: list[Any] | None, write: bool,
     con = (_cached_connection(lake, needs_extension(sql), cache) if cached
            else connect(lake, extension=needs_extension(sql), prompts_cache=cache or False))
     try:
-        statements = duckdb.extract_statements(sql)
+        # one statement (the usual case) runs as it is; a script statement by statement,
+        # the parameters going to the last
+        statements: list[Any] = ([sql] if len(statement_kinds(sql)) == 1
+                                 else duckdb.extract_statements(sql))
         result = None
         for i, st in enumerate(statements):
             last = i == len(statements) - 1
