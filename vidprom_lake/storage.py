@@ -217,23 +217,20 @@ def read_small(uri: str) -> bytes | None:
     return None
 
 
-def write_small(uri: str, data: bytes) -> bool:
+def write_small(uri: str, data: bytes) -> None:
     """Replace a small file beside the lake's tables whole (readers see the old or the new
-    file, never half of one); returns whether it was written. A lake the process may only
-    read, or another object store, leaves it unwritten."""
+    file, never half of one). A lake the process may only read, or another object store,
+    leaves it unwritten: these files are caches."""
     try:
         if not is_remote(uri):
             tmp = f"{uri}.{os.getpid()}.{threading.get_ident()}.tmp"
             with open(tmp, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, uri)
-            return True
-        if uri.startswith("s3://"):
+        elif uri.startswith("s3://"):
             with s3_filesystem().open_output_stream(_s3_path(uri)) as out:  # one PUT
                 out.write(data)
-            return True
     except OSError:
         with contextlib.suppress(OSError):
             if not is_remote(uri):
                 os.unlink(tmp)
-    return False
